@@ -1,0 +1,88 @@
+"""Helpers shared by the benchmarks: timing, percentiles and starting the app in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed_ms(function: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
+    """Wall times in milliseconds of `repeats` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    """Median, 95th and 99th percentile, rounded to 0.1."""
+    return {f"p{q}": round(float(np.percentile(times, q)), 1) for q in (50, 95, 99)}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class AppProcess:
+    """`python app.py` running on 127.0.0.1 in a subprocess."""
+
+    process: subprocess.Popen
+    url: str
+    started_at: float
+
+    def peak_memory_mb(self) -> float:
+        """The process's peak resident memory (VmHWM) in MB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_app(extra_env: dict[str, str] | None = None, log_path: Path | None = None) -> AppProcess:
+    """Start the app offline (bundled model) on a free port; returns at once, before it serves."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+    return AppProcess(process, f"http://127.0.0.1:{port}/", started)
+
+
+def wait_for_client(app: AppProcess, timeout: float = 180.0):
+    """A gradio_client Client once the app answers."""
+    from gradio_client import Client
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if app.process.poll() is not None:
+            raise RuntimeError(f"app exited with code {app.process.returncode}")
+        try:
+            return Client(app.url, verbose=False)
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.1)
+    raise TimeoutError("the app did not start in time")

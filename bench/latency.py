@@ -1,0 +1,118 @@
+"""Latency benchmark on this machine: our model against DenseNet-121 (CheXNet's architecture) and the
+seed baseline, in-process and over HTTP, plus cold start and peak memory.
+
+    .venv/bin/python bench/latency.py --json bench/results/latency.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
+
+from bench.common import percentiles, start_app, timed_ms, wait_for_client  # noqa: E402
+from cxr_pneumonia.architectures import build_model, count_flops, last_conv_layer_name  # noqa: E402
+from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DEFAULT_DATA_DIR  # noqa: E402
+from cxr_pneumonia.explain import METHODS, Explainer  # noqa: E402
+from cxr_pneumonia.imaging import read_image_file  # noqa: E402
+from cxr_pneumonia.model import ModelConfig, PneumoniaModel, load_model_dir  # noqa: E402
+
+DEFAULT_IMAGE = DEFAULT_DATA_DIR / "test" / "PNEUMONIA" / "person100_bacteria_475.jpg"
+
+
+def predict_and_explain(model: PneumoniaModel, explainer: Explainer, gray: np.ndarray, method: str) -> None:
+    """What one request computes: preprocessing, calibrated prediction, heatmap of the decided class."""
+    prediction = model.predict(gray)
+    explainer.heatmap(model.preprocess(gray), prediction.label, method)
+
+
+def in_process(model: PneumoniaModel, gray: np.ndarray, repeats: int) -> dict:
+    """Predict alone and predict plus each explanation method, in milliseconds."""
+    explainer = Explainer(model)
+    results = {"predict": percentiles(timed_ms(lambda: model.predict(gray), repeats))}
+    for method in METHODS:
+        times = timed_ms(lambda: predict_and_explain(model, explainer, gray, method), repeats)
+        results[f"predict+{method}"] = percentiles(times)
+    return results
+
+
+def random_weights_model(arch: str, image_size: int) -> PneumoniaModel:
+    """An untrained architecture wrapped like ours, explained at its last conv layer."""
+    keras_model = build_model(arch, image_size)
+    return PneumoniaModel(keras_model, ModelConfig(image_size=image_size, gradcam_layer=last_conv_layer_name(keras_model)))
+
+
+def architecture_row(model: PneumoniaModel, gray: np.ndarray, repeats: int) -> dict:
+    """Size, FLOPs and predict + Grad-CAM time of one architecture, through the app's path."""
+    explainer = Explainer(model)
+    times = timed_ms(lambda: predict_and_explain(model, explainer, gray, "Grad-CAM"), repeats)
+    return {"parameters": model.keras_model.count_params(), "mflops": round(count_flops(model.keras_model) / 1e6),
+            "predict+Grad-CAM": percentiles(times)}
+
+
+def over_http(image: Path, repeats: int) -> dict:
+    """Cold start of `python app.py` to its first /predict, then /predict latency and the app's peak memory."""
+    app = start_app()
+    try:
+        client = wait_for_client(app)
+        arguments = (handle_file(str(image)), None, "Grad-CAM", 0.4, "main")
+        client.predict(*arguments, api_name="/predict")
+        cold_start = time.perf_counter() - app.started_at
+        times = timed_ms(lambda: client.predict(*arguments, api_name="/predict"), repeats)
+        return {"cold_start_s": round(cold_start, 2), "http": percentiles(times),
+                "app_peak_memory_mb": round(app.peak_memory_mb())}
+    finally:
+        app.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR)
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+
+    http = over_http(args.image, args.repeats)  # first, so the cold start is not warmed by this process
+    model = load_model_dir(args.model)
+    gray = read_image_file(args.image)
+    ours = in_process(model, gray, args.repeats)
+    size = model.config.image_size
+    comparison = {
+        "ours": architecture_row(model, gray, args.repeats),
+        "seed_baseline": architecture_row(random_weights_model("seed_baseline", size), gray, args.repeats),
+        "DenseNet121": architecture_row(random_weights_model("DenseNet121", size), gray, max(10, args.repeats // 5)),
+    }
+    densenet = comparison["DenseNet121"]["predict+Grad-CAM"]["p50"]
+    result = {
+        "image_size": size,
+        "repeats": args.repeats,
+        "p50_predict_ms": ours["predict"]["p50"],
+        "p95_predict_ms": ours["predict"]["p95"],
+        "p50_predict_gradcam_ms": ours["predict+Grad-CAM"]["p50"],
+        "p95_predict_gradcam_ms": ours["predict+Grad-CAM"]["p95"],
+        "p50_http_ms": http["http"]["p50"],
+        "p95_http_ms": http["http"]["p95"],
+        "cold_start_s": http["cold_start_s"],
+        "speedup_vs_densenet121": round(densenet / ours["predict+Grad-CAM"]["p50"], 1),
+        "app_peak_memory_mb": http["app_peak_memory_mb"],
+        "bench_peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "in_process_ms": ours,
+        "architectures": comparison,
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

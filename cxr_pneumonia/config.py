@@ -1,0 +1,30 @@
+"""Project-wide constants: labels, input size, default model repo and input limits."""
+
+from pathlib import Path
+
+LABELS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+POSITIVE_LABEL = "PNEUMONIA"
+
+DEFAULT_IMAGE_SIZE = 128
+MAX_IMAGE_SIZE = 224
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODEL_DIR = REPO_ROOT / "model"
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "chest_xray"
+EXAMPLES_MANIFEST = REPO_ROOT / "examples" / "manifest.csv"
+
+DEFAULT_REPO_ID = "cxr-demo/pediatric-pneumonia-cnn"
+DEFAULT_REVISION = "main"
+
+MODEL_FILENAME = "model.keras"
+CONFIG_FILENAME = "config.json"
+METRICS_FILENAME = "metrics.json"
+CARD_FILENAME = "README.md"
+
+# Upload limits: a decompression bomb or a huge file is refused before it is decoded.
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 80_000_000
+MIN_SIDE_PIXELS = 64
+# Decoding a single upload may take at most this long; a small thread pool runs the decodes.
+DECODE_TIMEOUT_SECONDS = 10.0
+DECODE_WORKERS = 2

@@ -1,0 +1,109 @@
+"""Class activation maps (tf-keras-vis) and their overlay on the radiograph (matplotlib)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import matplotlib
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from scipy.ndimage import zoom
+from tf_keras_vis.gradcam import Gradcam
+from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+from tf_keras_vis.layercam import Layercam
+from tf_keras_vis.utils import normalize, zoom_factor
+
+from cxr_pneumonia.model import PneumoniaModel
+
+# Score-CAM is left out: with a single sigmoid/logit output it is broken in tf-keras-vis 0.8.7
+# (its issues #78 and #103).
+METHODS: dict[str, type] = {"Grad-CAM": Gradcam, "Grad-CAM++": GradcamPlusPlus, "Layer-CAM": Layercam}
+DEFAULT_METHOD = "Grad-CAM"
+DEFAULT_COLORMAP = "jet"
+
+
+def class_score(label: str) -> Callable:
+    """Score to explain: the logit for PNEUMONIA, its negative for NORMAL."""
+    if label == "PNEUMONIA":
+        return lambda output: output[:, 0]
+    if label == "NORMAL":
+        return lambda output: -output[:, 0]
+    raise ValueError(f"unknown label {label!r}")
+
+
+class CompiledGradcam:
+    """Grad-CAM as one compiled forward and backward pass: tf-keras-vis's Gradcam, without its per-call
+    model rebuild (equality with tf-keras-vis is tested)."""
+
+    def __init__(self, keras_model: keras.Model, layer_name: str):
+        extractor = keras.Model(keras_model.inputs, [keras_model.get_layer(layer_name).output, keras_model.outputs[0]])
+        size = keras_model.inputs[0].shape[1]
+
+        @tf.function(input_signature=[tf.TensorSpec((1, size, size, 1), tf.float32), tf.TensorSpec((), tf.float32)])
+        def class_activation_map(image: tf.Tensor, sign: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                activations, logits = extractor(image, training=False)
+                score = sign * logits[:, 0]
+            gradients = tape.gradient(score, activations)
+            weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+            return tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))
+
+        self._class_activation_map = class_activation_map
+
+    def __call__(self, model_input: np.ndarray, label: str) -> np.ndarray:
+        """The normalised (size, size) Grad-CAM of `label` for one preprocessed image."""
+        sign = 1.0 if label == "PNEUMONIA" else -1.0
+        batch = model_input[np.newaxis].astype(np.float32)
+        cam = self._class_activation_map(tf.constant(batch), tf.constant(sign)).numpy()
+        return normalize(zoom(cam, zoom_factor(cam.shape, batch.shape), order=1))[0]
+
+
+class Explainer:
+    """Heatmaps for one model: compiled Grad-CAM, the other methods through tf-keras-vis."""
+
+    def __init__(self, model: PneumoniaModel):
+        self.model = model
+        self._methods = {name: cls(model.keras_model, clone=False) for name, cls in METHODS.items()}
+        self._gradcam = CompiledGradcam(model.keras_model, model.config.gradcam_layer)
+
+    def heatmap(self, model_input: np.ndarray, label: str, method: str = DEFAULT_METHOD) -> np.ndarray:
+        """A (size, size) map in [0, 1] of where the evidence for `label` lies."""
+        if method not in self._methods:
+            raise ValueError(f"unknown explanation method {method!r}; choose one of {', '.join(METHODS)}")
+        if method == "Grad-CAM":
+            return self._gradcam(model_input, label)
+        return self.reference_heatmap(model_input, label, method)
+
+    def reference_heatmap(self, model_input: np.ndarray, label: str, method: str) -> np.ndarray:
+        """The heatmap computed by tf-keras-vis itself."""
+        cam = self._methods[method](
+            class_score(label),
+            model_input[np.newaxis].astype(np.float32),
+            penultimate_layer=self.model.config.gradcam_layer,
+            seek_penultimate_conv_layer=False,
+        )
+        return np.nan_to_num(np.asarray(cam[0], dtype=np.float32), nan=0.0)
+
+
+def overlay_heatmap(
+    gray: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4, colormap: str = DEFAULT_COLORMAP
+) -> np.ndarray:
+    """Blend a colour-mapped heatmap over a grayscale image; returns uint8 RGB at the image's size."""
+    height, width = gray.shape
+    resized = Image.fromarray(heatmap.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    colours = matplotlib.colormaps[colormap](np.clip(np.asarray(resized), 0.0, 1.0))[..., :3]
+    base = np.repeat(np.clip(gray, 0.0, 1.0)[..., np.newaxis], 3, axis=-1)
+    blended = (1.0 - opacity) * base + opacity * colours
+    return (np.clip(blended, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def display_image(gray: np.ndarray, max_side: int = 512) -> np.ndarray:
+    """The decoded image shrunk to at most `max_side` for display, aspect ratio kept."""
+    height, width = gray.shape
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return gray
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(gray.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR))

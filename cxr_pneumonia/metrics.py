@@ -1,0 +1,126 @@
+"""Binary classification metrics with 95 % intervals, in plain NumPy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z_95 = 1.959963984540054
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a random positive outranks a random negative."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives, negatives = scores[labels], scores[~labels]
+    if len(positives) == 0 or len(negatives) == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[order] = np.arange(1, len(scores) + 1)
+    for value in np.unique(scores):  # average ranks of ties
+        tied = scores == value
+        ranks[tied] = ranks[tied].mean()
+    positive_rank_sum = ranks[labels].sum()
+    n_pos, n_neg = len(positives), len(negatives)
+    return float((positive_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rates, true-positive rates and thresholds, from the highest score down."""
+    labels = np.asarray(labels).astype(bool)
+    thresholds = np.r_[np.inf, np.unique(scores)[::-1]]
+    tpr = np.array([(scores[labels] >= t).mean() for t in thresholds])
+    fpr = np.array([(scores[~labels] >= t).mean() for t in thresholds])
+    return fpr, tpr, thresholds
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
+    """Counts of true/false positives/negatives (positive = pneumonia)."""
+    labels = np.asarray(labels).astype(bool)
+    predicted = np.asarray(predicted).astype(bool)
+    return {
+        "tp": int(np.sum(labels & predicted)),
+        "fp": int(np.sum(~labels & predicted)),
+        "tn": int(np.sum(~labels & ~predicted)),
+        "fn": int(np.sum(labels & ~predicted)),
+    }
+
+
+def wilson_interval(successes: int, total: int) -> list[float]:
+    """95 % Wilson score interval of a proportion."""
+    if total == 0:
+        return [float("nan"), float("nan")]
+    proportion = successes / total
+    denominator = 1 + Z_95**2 / total
+    centre = (proportion + Z_95**2 / (2 * total)) / denominator
+    half = Z_95 * math.sqrt(proportion * (1 - proportion) / total + Z_95**2 / (4 * total**2))
+    return [max(0.0, centre - half / denominator), min(1.0, centre + half / denominator)]
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """ECE over equal-width probability bins: mean |accuracy - confidence| weighted by bin size."""
+    labels = np.asarray(labels, dtype=np.float64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    indices = np.clip(np.digitize(probabilities, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for index in range(bins):
+        members = indices == index
+        if members.any():
+            gap = abs(labels[members].mean() - probabilities[members].mean())
+            error += members.mean() * gap
+    return float(error)
+
+
+def bootstrap_auc_interval(
+    labels: np.ndarray, scores: np.ndarray, rounds: int = 1000, seed: int = 0
+) -> list[float]:
+    """95 % percentile bootstrap interval of the AUC, resampling images."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        sample = rng.integers(0, len(labels), len(labels))
+        if labels[sample].all() or not labels[sample].any():
+            continue
+        values.append(roc_auc(labels[sample], scores[sample]))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def binary_report(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
+    """Every metric the evaluation reports, with 95 % intervals, at `threshold`."""
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    counts = confusion(labels, probabilities >= threshold)
+    tp, fp, tn, fn = counts["tp"], counts["fp"], counts["tn"], counts["fn"]
+    precision = _ratio(tp, tp + fp)
+    sensitivity = _ratio(tp, tp + fn)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    return {
+        "n": int(len(labels)),
+        "n_pneumonia": int(labels.sum()),
+        "n_normal": int(len(labels) - labels.sum()),
+        "threshold": float(threshold),
+        "accuracy": _ratio(tp + tn, len(labels)),
+        "auc": roc_auc(labels, probabilities),
+        "sensitivity": sensitivity,
+        "specificity": _ratio(tn, tn + fp),
+        "precision": precision,
+        "f1": f1,
+        "ece": expected_calibration_error(labels, probabilities),
+        "confusion_matrix": {"labels": ["NORMAL", "PNEUMONIA"], "rows_true_cols_predicted": [[tn, fp], [fn, tp]]},
+        "ci95": {
+            "accuracy": wilson_interval(tp + tn, len(labels)),
+            "sensitivity": wilson_interval(tp, tp + fn),
+            "specificity": wilson_interval(tn, tn + fp),
+            "precision": wilson_interval(tp, tp + fp),
+            "auc": bootstrap_auc_interval(labels, probabilities),
+        },
+    }

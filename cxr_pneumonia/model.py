@@ -1,0 +1,124 @@
+"""A trained model directory: loading it safely and predicting calibrated probabilities."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cxr_pneumonia.config import CONFIG_FILENAME, LABELS, METRICS_FILENAME, MODEL_FILENAME
+from cxr_pneumonia.gate import InputGate, load_gate
+from cxr_pneumonia.preprocessing import load_model_input, to_model_input
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Facts that travel with the weights in config.json."""
+
+    image_size: int
+    threshold: float = 0.5
+    temperature: float = 1.0
+    labels: tuple[str, ...] = LABELS
+    gradcam_layer: str = "last_conv"
+    gate: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelConfig:
+        """Read the keys we use from a config.json mapping and keep the rest in `extra`."""
+        known = {"image_size", "threshold", "temperature", "labels", "gradcam_layer", "gate"}
+        labels = tuple(data.get("labels", LABELS))
+        if labels != LABELS:
+            raise ValueError(f"model labels {labels} differ from the app's {LABELS}")
+        return cls(
+            image_size=int(data["image_size"]),
+            threshold=float(data.get("threshold", 0.5)),
+            temperature=float(data.get("temperature", 1.0)),
+            labels=labels,
+            gradcam_layer=str(data.get("gradcam_layer", "last_conv")),
+            gate=data.get("gate"),
+            extra={key: value for key, value in data.items() if key not in known},
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Calibrated probabilities for one image and the decision at the model's threshold."""
+
+    pneumonia_probability: float
+    threshold: float
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return {"NORMAL": 1.0 - self.pneumonia_probability, "PNEUMONIA": self.pneumonia_probability}
+
+    @property
+    def label(self) -> str:
+        return "PNEUMONIA" if self.pneumonia_probability >= self.threshold else "NORMAL"
+
+
+class PneumoniaModel:
+    """A Keras model plus its config and input gate: preprocessing, calibrated prediction, decision."""
+
+    def __init__(self, keras_model: keras.Model, config: ModelConfig, metrics: dict | None = None,
+                 gate: InputGate | None = None):
+        self.keras_model = keras_model
+        self.config = config
+        self.metrics = metrics or {}
+        self.gate = gate or InputGate()
+        size = config.image_size
+        self._logits = tf.function(
+            lambda batch: self.keras_model(batch, training=False),
+            input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)],
+        )
+
+    def preprocess(self, gray: np.ndarray) -> np.ndarray:
+        """A decoded grayscale image as the (size, size, 1) model input."""
+        return to_model_input(gray, self.config.image_size)
+
+    def preprocess_file(self, path: str | Path) -> np.ndarray:
+        """An image file read and preprocessed as the model input."""
+        return load_model_input(path, self.config.image_size)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw pneumonia logits for a batch of preprocessed images."""
+        return self._logits(tf.convert_to_tensor(batch, tf.float32)).numpy().reshape(-1)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Temperature-calibrated pneumonia probabilities for a batch of preprocessed images."""
+        return calibrated_probability(self.logits(batch), self.config.temperature)
+
+    def predict(self, gray: np.ndarray) -> Prediction:
+        """Calibrated prediction for one decoded grayscale image (the input gate is not consulted)."""
+        return self.predict_input(self.preprocess(gray))
+
+    def predict_input(self, model_input: np.ndarray) -> Prediction:
+        """Calibrated prediction for one preprocessed (size, size, 1) input."""
+        probability = float(self.probabilities(model_input[np.newaxis])[0])
+        return Prediction(probability, self.config.threshold)
+
+
+def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Sigmoid of logits divided by the calibration temperature."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    return 1.0 / (1.0 + np.exp(-scaled))
+
+
+def load_model_dir(directory: str | Path) -> PneumoniaModel:
+    """Load model.keras (safe_mode) with its config.json, its input gate and, if present, metrics.json."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILENAME
+    model_path = directory / MODEL_FILENAME
+    for required in (config_path, model_path):
+        if not required.is_file():
+            raise FileNotFoundError(f"{required.name} is missing from model directory {directory}")
+    config = ModelConfig.from_json(json.loads(config_path.read_text()))
+    keras_model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    metrics_path = directory / METRICS_FILENAME
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return PneumoniaModel(keras_model, config, metrics, load_gate(directory, keras_model, config.gate))

@@ -1,0 +1,88 @@
+"""Shared fixtures: a miniature copy (symlinks) of the data set and a tiny model trained on it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from cxr_pneumonia.config import DEFAULT_DATA_DIR  # noqa: E402
+
+# A few patients per class: several images of one patient test the grouped split.
+MINI_TRAIN = {
+    "NORMAL": ["IM-0115-0001", "IM-0117-0001", "IM-0119-0001", "IM-0122-0001", "IM-0125-0001",
+               "IM-0127-0001", "NORMAL2-IM-0383-0001", "NORMAL2-IM-0384-0001"],
+    "PNEUMONIA": ["person1000_bacteria_2931", "person1000_virus_1681", "person1001_bacteria_2932",
+                  "person1002_bacteria_2933", "person1003_bacteria_2934", "person1003_virus_1685",
+                  "person1004_bacteria_2935", "person1005_bacteria_2936"],
+}
+MINI_TEST = {
+    "NORMAL": ["IM-0001-0001", "IM-0003-0001", "IM-0005-0001", "IM-0006-0001"],
+    "PNEUMONIA": ["person100_bacteria_475", "person100_bacteria_477", "person100_bacteria_478", "person101_bacteria_483"],
+}
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared Kermany data set beside the repository (CI provides it)."""
+    if not (DEFAULT_DATA_DIR / "MANIFEST.csv").is_file():
+        pytest.fail(f"the shared data set is missing at {DEFAULT_DATA_DIR}")
+    return DEFAULT_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def mini_data_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train/ and test/ folders of symlinks to a handful of real images, plus the manifest."""
+    root = tmp_path_factory.mktemp("mini_chest_xray")
+    for split, names_by_label in (("train", MINI_TRAIN), ("test", MINI_TEST)):
+        for label, stems in names_by_label.items():
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for stem in stems:
+                (folder / f"{stem}.jpg").symlink_to(data_dir / split / label / f"{stem}.jpg")
+    (root / "MANIFEST.csv").symlink_to(data_dir / "MANIFEST.csv")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(mini_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model directory from `python -m training.train` on the miniature data set."""
+    from training import train
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    train.main(["--data", str(mini_data_dir), "--out", str(out), "--epochs", "2", "--image-size", "64",
+                "--batch-size", "8", "--val-fraction", "0.3", "--seed", "7"])
+    return out
+
+
+@pytest.fixture
+def hub():
+    """A Hub-compatible HTTP server on 127.0.0.1, fresh for each test, with a fresh Hub HTTP client."""
+    from huggingface_hub import close_session
+
+    from tests.hub_server import HubServer
+
+    close_session()  # downloads abandoned by an earlier test must not share connections with this one
+    with HubServer() as server:
+        yield server
+
+
+def model_copy_with_test_auc(source: Path, target: Path, auc: float) -> Path:
+    """A copy of a model directory whose metrics (and card) claim `auc` on test: for version-order tests."""
+    import json
+    import shutil
+
+    from training.card import write_card
+
+    shutil.copytree(source, target)
+    metrics = json.loads((target / "metrics.json").read_text())
+    metrics["test"]["auc"] = auc
+    (target / "metrics.json").write_text(json.dumps(metrics))
+    write_card(target)
+    return target

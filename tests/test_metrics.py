@@ -1,0 +1,60 @@
+"""Evaluation metrics against values computed by hand on crafted cases."""
+
+import math
+
+import numpy as np
+import pytest
+
+from cxr_pneumonia.metrics import binary_report, expected_calibration_error, roc_auc, wilson_interval
+from training.calibration import fit_temperature, youden_threshold
+
+# 4 pneumonia (1) and 4 normal (0) images.
+LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+PROBS = np.array([0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1])
+
+
+def test_report_matches_hand_computed_values():
+    report = binary_report(LABELS, PROBS, threshold=0.5)
+    # At 0.5: TP = 3 (0.9, 0.8, 0.6), FN = 1 (0.3), FP = 1 (0.7), TN = 3.
+    assert report["confusion_matrix"]["rows_true_cols_predicted"] == [[3, 1], [1, 3]]
+    assert report["accuracy"] == pytest.approx(6 / 8)
+    assert report["sensitivity"] == pytest.approx(3 / 4)
+    assert report["specificity"] == pytest.approx(3 / 4)
+    assert report["precision"] == pytest.approx(3 / 4)
+    assert report["f1"] == pytest.approx(3 / 4)
+    # Pairs (pos, neg) with pos > neg: 0.9,0.8 beat all 4; 0.6 beats 3; 0.3 beats 2 -> 13 / 16.
+    assert report["auc"] == pytest.approx(13 / 16)
+    assert report["n"] == 8 and report["n_pneumonia"] == 4
+
+
+def test_auc_counts_ties_as_half():
+    assert roc_auc(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert roc_auc(np.array([1, 1, 0]), np.array([0.7, 0.5, 0.5])) == pytest.approx(0.75)
+
+
+def test_ece_by_hand():
+    # Bin (0.1, 0.2]: p=0.2, label 0 -> gap 0.2; bin (0.8, 0.9]: p=0.9 twice, labels 1,0 -> gap 0.4.
+    ece = expected_calibration_error(np.array([0, 1, 0]), np.array([0.2, 0.9, 0.9]))
+    assert ece == pytest.approx((1 / 3) * 0.2 + (2 / 3) * 0.4)
+
+
+def test_wilson_interval_known_value():
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4)
+    assert high == pytest.approx(0.9433, abs=1e-4)
+
+
+def test_youden_threshold_separates_a_separable_case():
+    probabilities = np.array([0.1, 0.2, 0.35, 0.6, 0.7, 0.9])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    threshold = youden_threshold(probabilities, labels)
+    assert 0.35 < threshold <= 0.6
+
+
+def test_temperature_recovers_scale_of_overconfident_logits():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 4000)
+    labels = (rng.random(4000) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    temperature = fit_temperature(3.0 * true_logits, labels)  # logits three times too confident
+    assert temperature == pytest.approx(3.0, rel=0.15)
+    assert not math.isnan(temperature)

@@ -1,0 +1,74 @@
+"""Training end to end on a handful of real images, and the evaluation command on its output."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cxr_pneumonia.model import load_model_dir
+from training import evaluate
+from training.data import patient_id
+from training.report import validation_images
+
+EXPECTED_FILES = {"model.keras", "config.json", "metrics.json", "README.md", "roc.png", "confusion_matrix.png",
+                  "reliability.png", "training_curves.png", "history.csv"}
+
+
+def test_training_writes_a_publishable_model_directory(tiny_model_dir):
+    assert EXPECTED_FILES <= {path.name for path in tiny_model_dir.iterdir()}
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert config["labels"] == ["NORMAL", "PNEUMONIA"]
+    assert config["image_size"] == 64
+    assert 0.0 <= config["threshold"] <= 1.0 and config["temperature"] > 0
+    assert len(config["data_manifest_sha256"]) == 64
+    history = (tiny_model_dir / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 3  # header + 2 epochs
+
+
+def test_model_loads_safely_and_keeps_conv_layers_flat(tiny_model_dir):
+    model = load_model_dir(tiny_model_dir)
+    top_level = {layer.name for layer in model.keras_model.layers}
+    assert model.config.gradcam_layer in top_level
+    assert not any(isinstance(layer, keras.Model) for layer in model.keras_model.layers)
+
+
+def test_card_carries_measured_numbers_and_disclaimer(tiny_model_dir):
+    card = (tiny_model_dir / "README.md").read_text()
+    metrics = json.loads((tiny_model_dir / "metrics.json").read_text())
+    assert card.startswith("---\nlicense: cc-by-4.0\nlibrary_name: keras\npipeline_tag: image-classification")
+    assert f"value: {metrics['test']['accuracy']:.4f}" in card
+    assert "not a medical device" in card
+    assert "doi:10.17632/rscbjbr9sj.2" in card and "CC BY 4.0" in card
+
+
+def test_validation_split_of_the_run_has_no_training_patient(tiny_model_dir, mini_data_dir):
+    validation = validation_images(tiny_model_dir)
+    all_train = {p.stem for p in (mini_data_dir / "train").rglob("*.jpg")}
+    fitted = all_train - {path.split("/")[-1][:-4] for path in validation.paths}
+    assert {patient_id(name) for name in fitted}.isdisjoint(patient_id(p) for p in validation.paths)
+
+
+def test_evaluate_command_writes_the_report(tiny_model_dir, mini_data_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    evaluate.main(["--model", str(tiny_model_dir), "--data", str(mini_data_dir / "test"), "--json", str(out)])
+    report = json.loads(out.read_text())
+    for key in ("n", "accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "threshold", "ece",
+                "confusion_matrix", "ci95", "rejected_fraction"):
+        assert key in report
+    assert report["n"] == 8
+    assert sum(map(sum, report["confusion_matrix"]["rows_true_cols_predicted"])) == 8
+    metrics = json.loads((tiny_model_dir / "metrics.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_training_is_deterministic_for_a_seed(tiny_model_dir, mini_data_dir, tmp_path):
+    from training import train
+
+    again = tmp_path / "again"
+    train.main(["--data", str(mini_data_dir), "--out", str(again), "--epochs", "2", "--image-size", "64",
+                "--batch-size", "8", "--val-fraction", "0.3", "--seed", "7", "--skip-report"])
+    first = keras.saving.load_model(tiny_model_dir / "model.keras").get_weights()
+    second = keras.saving.load_model(again / "model.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))

@@ -1,0 +1,88 @@
+"""The figures published with a model: training curves, ROC, confusion matrix, reliability."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cxr_pneumonia.config import LABELS  # noqa: E402
+from cxr_pneumonia.metrics import roc_auc, roc_curve  # noqa: E402
+
+
+def plot_training_curves(history_csv: Path, out: Path) -> None:
+    """Loss and AUC per epoch, training against validation."""
+    with history_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, key in zip(axes, ("loss", "auc")):
+        axis.plot(epochs, [float(row[key]) for row in rows], label="train")
+        axis.plot(epochs, [float(row[f"val_{key}"]) for row in rows], label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_title(key)
+        axis.legend()
+    _save(figure, out)
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: Path) -> None:
+    """ROC curves of several labelled sets, name -> (labels, probabilities)."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for name, (labels, probabilities) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, probabilities)
+        axis.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(labels, probabilities):.3f})")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    axis.set_xlabel("1 - specificity")
+    axis.set_ylabel("sensitivity")
+    axis.legend(loc="lower right")
+    _save(figure, out)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], title: str, out: Path) -> None:
+    """A 2x2 confusion matrix, rows true, columns predicted."""
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    values = np.asarray(matrix)
+    axis.imshow(values, cmap="Blues")
+    for (row, column), count in np.ndenumerate(values):
+        colour = "white" if count > values.max() / 2 else "black"
+        axis.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=14)
+    axis.set_xticks([0, 1], LABELS)
+    axis.set_yticks([0, 1], LABELS)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    _save(figure, out)
+
+
+def plot_reliability(labels: np.ndarray, probabilities: np.ndarray, title: str, out: Path, bins: int = 10) -> None:
+    """Observed pneumonia frequency against predicted probability, per equal-width bin."""
+    edges = np.linspace(0, 1, bins + 1)
+    indices = np.clip(np.digitize(probabilities, edges[1:-1], right=True), 0, bins - 1)
+    centres, observed, counts = [], [], []
+    for index in range(bins):
+        members = indices == index
+        if members.any():
+            centres.append(probabilities[members].mean())
+            observed.append(np.asarray(labels)[members].mean())
+            counts.append(int(members.sum()))
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    axis.plot(centres, observed, marker="o", label="model")
+    for x, y, count in zip(centres, observed, counts):
+        axis.annotate(str(count), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    axis.set_xlabel("predicted pneumonia probability")
+    axis.set_ylabel("observed pneumonia frequency")
+    axis.set_title(title)
+    axis.legend(loc="upper left")
+    _save(figure, out)
+
+
+def _save(figure: plt.Figure, out: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
