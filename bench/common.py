@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -31,6 +32,15 @@ def timed_ms(function: Callable[[], object], repeats: int, warmup: int = 3) -> l
 def percentiles(times: list[float]) -> dict[str, float]:
     """Median, 95th and 99th percentile, rounded to 0.1."""
     return {f"p{q}": round(float(np.percentile(times, q)), 1) for q in (50, 95, 99)}
+
+
+def report(result: dict, path: Path | None) -> None:
+    """Print a benchmark's result as JSON and write it to `path` when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
 def free_port() -> int:

@@ -29,12 +29,11 @@ import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps  # noqa: E402
-from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
 from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DEFAULT_DATA_DIR  # noqa: E402
 from cxr_pneumonia.imaging import ImageDecodeError, read_image_file  # noqa: E402
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir  # noqa: E402
+from tests.dicom_files import dicom  # noqa: E402
 from training.data import list_labelled_images  # noqa: E402
 from training.evaluate import gate_report  # noqa: E402
 from training.gate import bars, border, rotate  # noqa: E402
@@ -142,17 +141,8 @@ def save_jpeg(gray: np.ndarray, path: Path, quality: int = 25) -> None:
 
 def save_dicom_monochrome1(gray: np.ndarray, path: Path) -> None:
     """A 12-bit MONOCHROME1 DICOM (bright = low value), as many CR/DX systems write."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    dataset.Modality, dataset.PhotometricInterpretation = "DX", "MONOCHROME1"
-    dataset.Rows, dataset.Columns = gray.shape
-    dataset.SamplesPerPixel, dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 1, 16, 12, 11
-    dataset.PixelRepresentation = 0
-    dataset.PixelData = ((1.0 - np.clip(gray, 0, 1)) * 4095).round().astype(np.uint16).tobytes()
-    pydicom.dcmwrite(path, dataset, enforce_file_format=True)
+    inverted = ((1.0 - np.clip(gray, 0, 1)) * 4095).round().astype(np.uint16)
+    path.write_bytes(dicom(inverted, "MONOCHROME1", bits=12))
 
 
 def centre_crop(gray: np.ndarray, share: float) -> np.ndarray:

@@ -7,7 +7,6 @@ seed baseline, in-process and over HTTP, plus cold start and peak memory.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -18,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from gradio_client import handle_file  # noqa: E402
 
-from bench.common import percentiles, start_app, timed_ms, wait_for_client  # noqa: E402
+from bench.common import percentiles, report, start_app, timed_ms, wait_for_client  # noqa: E402
 from cxr_pneumonia.architectures import build_model, count_flops, last_conv_layer_name  # noqa: E402
 from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DEFAULT_DATA_DIR  # noqa: E402
 from cxr_pneumonia.explain import METHODS, Explainer  # noqa: E402
@@ -108,10 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         "in_process_ms": ours,
         "architectures": comparison,
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Measures back-to-back throughput of one user first, then N users for a bounded t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-from bench.common import percentiles, start_app, wait_for_client  # noqa: E402
+from bench.common import percentiles, report, start_app, wait_for_client  # noqa: E402
 from bench.latency import DEFAULT_IMAGE  # noqa: E402
 
 
@@ -104,10 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_vs_one_user": round(loaded["throughput_rps"] / single["throughput_rps"], 2),
         "ratio_vs_in_process": round(loaded["throughput_rps"] / in_process, 2),
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    report(result, args.json)
 
 
 if __name__ == "__main__":

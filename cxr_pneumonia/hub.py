@@ -15,14 +15,26 @@ from pathlib import Path
 from typing import Callable
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download, snapshot_download
-from huggingface_hub.repocard import metadata_load
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    hf_hub_download,
+    snapshot_download,
+)
 from huggingface_hub.errors import EntryNotFoundError, HFValidationError
 from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.repocard import metadata_load
 from huggingface_hub.utils import set_client_factory
 from huggingface_hub.utils._http import default_client_factory
 
-from cxr_pneumonia.config import BUNDLED_MODEL_DIR, CARD_FILENAME, CONFIG_FILENAME, DEFAULT_REPO_ID, DEFAULT_REVISION
+from cxr_pneumonia.config import (
+    BUNDLED_MODEL_DIR,
+    CARD_FILENAME,
+    CONFIG_FILENAME,
+    DEFAULT_REPO_ID,
+    DEFAULT_REVISION,
+)
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cxr_pneumonia.config import CONFIG_FILENAME, LABELS, METRICS_FILENAME, MODEL_FILENAME
+from cxr_pneumonia.config import (
+    CONFIG_FILENAME,
+    LABELS,
+    METRICS_FILENAME,
+    MODEL_FILENAME,
+)
 from cxr_pneumonia.gate import InputGate, load_gate
 from cxr_pneumonia.preprocessing import load_model_input, to_model_input
 

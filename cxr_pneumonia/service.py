@@ -8,10 +8,23 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_pneumonia.explain import DEFAULT_METHOD, Explainer, display_image, overlay_heatmap
-from cxr_pneumonia.hub import HUB_ERRORS, HubSettings, ModelLocation, Version, list_versions, resolve_model, version_of
 from cxr_pneumonia.config import DECODE_TIMEOUT_SECONDS
+from cxr_pneumonia.explain import (
+    DEFAULT_METHOD,
+    Explainer,
+    display_image,
+    overlay_heatmap,
+)
 from cxr_pneumonia.gate import GateResult
+from cxr_pneumonia.hub import (
+    HUB_ERRORS,
+    HubSettings,
+    ModelLocation,
+    Version,
+    list_versions,
+    resolve_model,
+    version_of,
+)
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.model import PneumoniaModel, Prediction, load_model_dir
 

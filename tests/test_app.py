@@ -5,13 +5,12 @@ import socket
 import sys
 
 import numpy as np
-import pydicom
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from tests.dicom_files import dicom
 
 
 def closed_port() -> int:
@@ -71,7 +70,7 @@ def test_other_explanation_methods(client, data_dir, method):
 def test_dicom_through_the_file_input(client, tmp_path, data_dir):
     pixels = np.asarray(Image.open(data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg").convert("L"), dtype=np.uint16) * 16
     path = tmp_path / "chest.dcm"
-    write_dicom(path, pixels)
+    path.write_bytes(dicom(pixels, bits=12))
     label, _, original, _, _, _ = predict(client, upload=path)
     assert {item["label"] for item in label["confidences"]} == {"PNEUMONIA", "NORMAL"}
     assert Image.open(original).size == (pixels.shape[1], pixels.shape[0])
@@ -98,18 +97,3 @@ def test_bad_uploads_get_a_clear_message_and_the_app_keeps_serving(client, tmp_p
 def test_no_image_is_a_clear_message(client):
     with pytest.raises(AppError, match="Upload a chest X-ray"):
         predict(client)
-
-
-def write_dicom(path, pixels: np.ndarray) -> None:
-    """A minimal MONOCHROME2 16-bit DICOM of `pixels`."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    dataset.Modality, dataset.PhotometricInterpretation = "DX", "MONOCHROME2"
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel, dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 1, 16, 12, 11
-    dataset.PixelRepresentation = 0
-    dataset.PixelData = pixels.astype(np.uint16).tobytes()
-    pydicom.dcmwrite(path, dataset, enforce_file_format=True)

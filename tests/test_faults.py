@@ -7,7 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from cxr_pneumonia.hub import HubSettings, configure_hub_timeouts, publish_model_dir, resolve_model
+from cxr_pneumonia.hub import (
+    HubSettings,
+    configure_hub_timeouts,
+    publish_model_dir,
+    resolve_model,
+)
 from cxr_pneumonia.service import PneumoniaService
 
 REPO = "someone/cxr-model"

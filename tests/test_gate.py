@@ -13,8 +13,12 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from cxr_pneumonia import hub
-from cxr_pneumonia.config import BUNDLED_MODEL_DIR
-from cxr_pneumonia.gate import ABSENT_MESSAGE, GATE_FILENAME, SCORE_NAMES, GateStatistics
+from cxr_pneumonia.gate import (
+    ABSENT_MESSAGE,
+    GATE_FILENAME,
+    SCORE_NAMES,
+    GateStatistics,
+)
 from cxr_pneumonia.hub import HubSettings, ModelLocation
 from cxr_pneumonia.model import load_model_dir
 from cxr_pneumonia.service import PneumoniaService
@@ -22,6 +26,7 @@ from tests.test_app import closed_port
 from training import evaluate
 from training import gate as gate_training
 from training.data import validation_images
+
 
 @pytest.fixture(scope="module")
 def far_outside(tmp_path_factory) -> dict:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from huggingface_hub import GitRefs, HfApi, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
+from huggingface_hub import (
+    GitRefs,
+    HfApi,
+    get_hf_file_metadata,
+    hf_hub_download,
+    hf_hub_url,
+    snapshot_download,
+)
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,

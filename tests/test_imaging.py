@@ -19,14 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     JPEGLossless,
     RLELossless,
-    SecondaryCaptureImageStorage,
-    generate_uid,
 )
 
 from cxr_pneumonia import imaging
@@ -37,6 +35,7 @@ from cxr_pneumonia.imaging import (
     decode_image_with_timeout,
     read_image_file,
 )
+from tests.dicom_files import dicom, dicom_bytes, dicom_dataset
 
 HEIGHT, WIDTH = 80, 112
 _ROWS, _COLUMNS = np.mgrid[0:HEIGHT, 0:WIDTH]
@@ -141,37 +140,6 @@ def zip_of_png() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("xray.png", png_8bit())
     return buffer.getvalue()
-
-
-def dicom_dataset(
-    pixels: np.ndarray,
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    **tags: object,
-) -> Dataset:
-    dataset = Dataset()
-    dataset.file_meta = FileMetaDataset()
-    dataset.SOPClassUID = SecondaryCaptureImageStorage
-    dataset.SOPInstanceUID = generate_uid()
-    dataset.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    dataset.Modality = "CR"
-    dataset.set_pixel_data(pixels, photometric, bits_stored or pixels.dtype.itemsize * 8)
-    for keyword, value in tags.items():
-        setattr(dataset, keyword, value)
-    return dataset
-
-
-def dicom_bytes(dataset: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def dicom(
-    pixels: np.ndarray, photometric: str = "MONOCHROME2", bits: int | None = None, **tags: object
-) -> bytes:
-    return dicom_bytes(dicom_dataset(pixels, photometric, bits, **tags))
 
 
 def dicom_16bit(photometric: str = "MONOCHROME2") -> bytes:

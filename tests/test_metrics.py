@@ -5,7 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from cxr_pneumonia.metrics import binary_report, expected_calibration_error, roc_auc, wilson_interval
+from cxr_pneumonia.metrics import (
+    binary_report,
+    expected_calibration_error,
+    roc_auc,
+    wilson_interval,
+)
 from training.calibration import fit_temperature, youden_threshold
 
 # 4 pneumonia (1) and 4 normal (0) images.

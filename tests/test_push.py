@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,3 +125,35 @@ def test_token_is_used_but_never_printed(tmp_path, candidates):
              "--version", "v2.0.0"], cwd=Path(__file__).resolve().parent.parent, env=env,
             capture_output=True, text=True, timeout=300)
         assert refused.returncode != 0
+
+
+def test_push_then_the_app_serves_that_version(hub, tmp_path, monkeypatch):
+    """The maintainer chain: push the bundled model as v9.9.9, start `python app.py` pinned to it."""
+    from bench.common import free_port
+
+    run_push(hub, tmp_path, Path("model"), "v9.9.9", monkeypatch=monkeypatch)
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "app-cache"),
+           "MODEL_REPO": REPO, "MODEL_REVISION": "v9.9.9", "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_SERVER_PORT": str(port), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    app = subprocess.Popen([sys.executable, "app.py"], cwd=Path(__file__).resolve().parent.parent, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        info = wait_for_model_info(f"http://127.0.0.1:{port}/", app)
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    assert (info["repo_id"], info["version"], info["source"]) == (REPO, "v9.9.9", "hub")
+
+
+def wait_for_model_info(url: str, app: subprocess.Popen, timeout: float = 120) -> dict:
+    """/model_info of the app at `url`, once it serves."""
+    from gradio_client import Client
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline and app.poll() is None:
+        try:
+            return Client(url, verbose=False).predict(api_name="/model_info")
+        except Exception:  # noqa: BLE001 - not serving yet
+            time.sleep(0.5)
+    raise AssertionError(f"the app did not serve /model_info (exit code {app.poll()})")

@@ -13,7 +13,12 @@ from string import Template
 import keras
 
 from cxr_pneumonia.architectures import count_flops
-from cxr_pneumonia.config import CARD_FILENAME, CONFIG_FILENAME, METRICS_FILENAME, MODEL_FILENAME
+from cxr_pneumonia.config import (
+    CARD_FILENAME,
+    CONFIG_FILENAME,
+    METRICS_FILENAME,
+    MODEL_FILENAME,
+)
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 

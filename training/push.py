@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -18,7 +17,13 @@ import numpy as np
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from cxr_pneumonia.config import CARD_FILENAME, CONFIG_FILENAME, METRICS_FILENAME
-from cxr_pneumonia.hub import SEMVER_TAG, HubSettings, card_test_metrics, list_versions, publish_model_dir
+from cxr_pneumonia.hub import (
+    SEMVER_TAG,
+    HubSettings,
+    card_test_metrics,
+    list_versions,
+    publish_model_dir,
+)
 from cxr_pneumonia.model import load_model_dir
 
 REQUIRED_CONFIG_KEYS = ("labels", "image_size", "threshold", "temperature", "preprocessing", "gradcam_layer")

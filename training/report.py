@@ -13,13 +13,24 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cxr_pneumonia.config import CONFIG_FILENAME, DEFAULT_DATA_DIR, LABELS, METRICS_FILENAME, MODEL_FILENAME
+from cxr_pneumonia.config import (
+    CONFIG_FILENAME,
+    DEFAULT_DATA_DIR,
+    LABELS,
+    METRICS_FILENAME,
+    MODEL_FILENAME,
+)
 from cxr_pneumonia.model import ModelConfig, PneumoniaModel, load_model_dir
 from cxr_pneumonia.preprocessing import PREPROCESSING_DESCRIPTION
 from training import plots
 from training.calibration import calibrate
 from training.card import write_card
-from training.data import file_digest, list_labelled_images, patient_id, validation_images
+from training.data import (
+    file_digest,
+    list_labelled_images,
+    patient_id,
+    validation_images,
+)
 from training.evaluate import evaluate_images, format_report, predict_paths
 from training.gate import fit_gate
 from training.train import HISTORY_FILENAME, RUN_FILENAME

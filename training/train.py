@@ -15,10 +15,16 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_pneumonia.architectures import ARCHITECTURES, build_model, last_conv_layer_name
-from cxr_pneumonia.config import DEFAULT_DATA_DIR, DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE, MODEL_FILENAME
+from cxr_pneumonia.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_IMAGE_SIZE,
+    MAX_IMAGE_SIZE,
+    MODEL_FILENAME,
+)
 from training import data
 from training.augment import PRESETS, build_augmenter
 from training.data import SPLIT_FILENAME
+
 HISTORY_FILENAME = "history.csv"
 RUN_FILENAME = "run.json"
 
