@@ -15,7 +15,7 @@ from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
 from tf_keras_vis.utils import normalize, zoom_factor
 
-from cxr_pneumonia.model import PneumoniaModel
+from cxr_pneumonia.model import PneumoniaModel, Prediction
 
 # Score-CAM is left out: with a single sigmoid/logit output it is broken in tf-keras-vis 0.8.7
 # (its issues #78 and #103).
@@ -34,30 +34,39 @@ def class_score(label: str) -> Callable:
 
 
 class CompiledGradcam:
-    """Grad-CAM as one compiled forward and backward pass: tf-keras-vis's Gradcam, without its per-call
-    model rebuild (equality with tf-keras-vis is tested)."""
+    """Prediction and Grad-CAM in one compiled forward and backward pass: tf-keras-vis's Gradcam without
+    its per-call model rebuild (equality with tf-keras-vis is tested)."""
 
     def __init__(self, keras_model: keras.Model, layer_name: str):
         extractor = keras.Model(keras_model.inputs, [keras_model.get_layer(layer_name).output, keras_model.outputs[0]])
         size = keras_model.inputs[0].shape[1]
 
-        @tf.function(input_signature=[tf.TensorSpec((1, size, size, 1), tf.float32), tf.TensorSpec((), tf.float32)])
-        def class_activation_map(image: tf.Tensor, sign: tf.Tensor) -> tf.Tensor:
+        @tf.function(input_signature=[tf.TensorSpec((1, size, size, 1), tf.float32)])
+        def logit_and_evidence(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             with tf.GradientTape() as tape:
                 activations, logits = extractor(image, training=False)
-                score = sign * logits[:, 0]
-            gradients = tape.gradient(score, activations)
+                logit = logits[:, 0]
+            gradients = tape.gradient(logit, activations)
             weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-            return tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))
+            # Evidence for PNEUMONIA; NORMAL's score is the negative logit, so its map is the negative.
+            return logit, tf.reduce_sum(activations * weights, axis=-1)
 
-        self._class_activation_map = class_activation_map
+        self._logit_and_evidence = logit_and_evidence
+
+    def logit_and_evidence(self, model_input: np.ndarray) -> tuple[float, np.ndarray]:
+        """The pneumonia logit and the unrectified (1, h, w) evidence map for PNEUMONIA."""
+        logit, evidence = self._logit_and_evidence(tf.constant(model_input[np.newaxis].astype(np.float32)))
+        return float(logit.numpy()[0]), evidence.numpy()
+
+    @staticmethod
+    def class_map(evidence: np.ndarray, label: str, image_size: int) -> np.ndarray:
+        """The normalised (size, size) Grad-CAM of `label` from the evidence map, as tf-keras-vis makes it."""
+        rectified = np.maximum(evidence if label == "PNEUMONIA" else -evidence, 0.0)
+        return normalize(zoom(rectified, zoom_factor(evidence.shape, (1, image_size, image_size)), order=1))[0]
 
     def __call__(self, model_input: np.ndarray, label: str) -> np.ndarray:
         """The normalised (size, size) Grad-CAM of `label` for one preprocessed image."""
-        sign = 1.0 if label == "PNEUMONIA" else -1.0
-        batch = model_input[np.newaxis].astype(np.float32)
-        cam = self._class_activation_map(tf.constant(batch), tf.constant(sign)).numpy()
-        return normalize(zoom(cam, zoom_factor(cam.shape, batch.shape), order=1))[0]
+        return self.class_map(self.logit_and_evidence(model_input)[1], label, model_input.shape[0])
 
 
 class Explainer:
@@ -75,6 +84,15 @@ class Explainer:
         if method == "Grad-CAM":
             return self._gradcam(model_input, label)
         return self.reference_heatmap(model_input, label, method)
+
+    def predict_and_explain(self, model_input: np.ndarray, method: str = DEFAULT_METHOD) -> tuple[Prediction, np.ndarray]:
+        """The calibrated prediction and the heatmap of the decided label; one pass for Grad-CAM."""
+        if method != "Grad-CAM":
+            prediction = self.model.predict_input(model_input)
+            return prediction, self.heatmap(model_input, prediction.label, method)
+        logit, evidence = self._gradcam.logit_and_evidence(model_input)
+        prediction = self.model.prediction_from_logit(logit)
+        return prediction, self._gradcam.class_map(evidence, prediction.label, model_input.shape[0])
 
     def reference_heatmap(self, model_input: np.ndarray, label: str, method: str) -> np.ndarray:
         """The heatmap computed by tf-keras-vis itself."""

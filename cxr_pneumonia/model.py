@@ -104,8 +104,12 @@ class PneumoniaModel:
 
     def predict_input(self, model_input: np.ndarray) -> Prediction:
         """Calibrated prediction for one preprocessed (size, size, 1) input."""
-        probability = float(self.probabilities(model_input[np.newaxis])[0])
-        return Prediction(probability, self.config.threshold)
+        return self.prediction_from_logit(float(self.logits(model_input[np.newaxis])[0]))
+
+    def prediction_from_logit(self, logit: float) -> Prediction:
+        """The calibrated prediction for one raw pneumonia logit."""
+        return Prediction(float(calibrated_probability(np.array([logit]), self.config.temperature)[0]),
+                          self.config.threshold)
 
 
 def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:

@@ -170,8 +170,7 @@ class PneumoniaService:
         original = (np.clip(shown, 0, 1) * 255).round().astype(np.uint8)
         if not gate.passed:
             return Analysis(gate, None, original, None, None, method, loaded.info())
-        prediction = loaded.model.predict_input(model_input)
-        heatmap = loaded.explainer.heatmap(model_input, prediction.label, method)
+        prediction, heatmap = loaded.explainer.predict_and_explain(model_input, method)
         return Analysis(
             gate=gate,
             prediction=prediction,

@@ -134,7 +134,7 @@ def analyze_and_expect_result(page: Page) -> None:
         expect(probabilities.get_by_test_id(f"{label}-confidence-set")).to_have_text(
             re.compile(rf"^\s*{label}{PERCENT}$"), timeout=UI_MS)
     heatmap = output_block(page, "Heatmap").locator("img")
-    expect(heatmap).to_have_attribute("src", re.compile(r"/gradio_api/file=.+\.png$"), timeout=UI_MS)
+    expect(heatmap).to_have_attribute("src", re.compile(r"/gradio_api/file=.+\.jpe?g$"), timeout=UI_MS)
     expect(heatmap).to_have_js_property("complete", True, timeout=UI_MS)
     assert heatmap.evaluate("img => img.naturalWidth") > 0, "the heatmap image did not decode"
 

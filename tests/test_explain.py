@@ -55,3 +55,14 @@ def test_overlay_blends_at_the_image_size():
 def test_display_image_keeps_aspect_ratio():
     shown = display_image(np.zeros((1024, 768), dtype=np.float32), max_side=512)
     assert shown.shape == (512, 384)
+
+
+def test_one_pass_prediction_and_gradcam_match_the_separate_paths(explainer_and_inputs):
+    explainer, inputs = explainer_and_inputs
+    for model_input in inputs:
+        prediction, heatmap = explainer.predict_and_explain(model_input, "Grad-CAM")
+        separate = explainer.model.predict_input(model_input)
+        assert prediction.label == separate.label
+        assert prediction.pneumonia_probability == pytest.approx(separate.pneumonia_probability, abs=1e-6)
+        reference = explainer.reference_heatmap(model_input, prediction.label, "Grad-CAM")
+        np.testing.assert_allclose(heatmap, reference, atol=1e-4)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 from huggingface_hub import HfApi
 
 from cxr_pneumonia.hub import HubSettings
@@ -127,11 +128,15 @@ def test_token_is_used_but_never_printed(tmp_path, candidates):
         assert refused.returncode != 0
 
 
-def test_push_then_the_app_serves_that_version(hub, tmp_path, monkeypatch):
-    """The maintainer chain: push the bundled model as v9.9.9, start `python app.py` pinned to it."""
+def test_push_then_the_app_serves_the_version_asked_for(hub, tmp_path, monkeypatch):
+    """The maintainer chain: push the bundled model as v9.9.9 and a later v9.9.10, start `python app.py`
+    pinned to v9.9.9; its /model_info reports v9.9.9 by default and v9.9.10 when asked."""
     from bench.common import free_port
 
-    run_push(hub, tmp_path, Path("model"), "v9.9.9", monkeypatch=monkeypatch)
+    bundled = Path(__file__).resolve().parent.parent / "model"
+    run_push(hub, tmp_path, bundled, "v9.9.9", monkeypatch=monkeypatch)
+    newer = model_copy_with_test_auc(bundled, tmp_path / "newer", 0.99)
+    run_push(hub, tmp_path, newer, "v9.9.10", monkeypatch=monkeypatch)
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "app-cache"),
            "MODEL_REPO": REPO, "MODEL_REVISION": "v9.9.9", "GRADIO_SERVER_NAME": "127.0.0.1",
@@ -140,16 +145,16 @@ def test_push_then_the_app_serves_that_version(hub, tmp_path, monkeypatch):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         info = wait_for_model_info(f"http://127.0.0.1:{port}/", app)
+        newer_info = Client(f"http://127.0.0.1:{port}/", verbose=False).predict("v9.9.10", api_name="/model_info")
     finally:
         app.terminate()
         app.wait(timeout=30)
     assert (info["repo_id"], info["version"], info["source"]) == (REPO, "v9.9.9", "hub")
+    assert (newer_info["version"], newer_info["source"], newer_info["metrics"]["auc"]) == ("v9.9.10", "hub", 0.99)
 
 
 def wait_for_model_info(url: str, app: subprocess.Popen, timeout: float = 120) -> dict:
     """/model_info of the app at `url`, once it serves."""
-    from gradio_client import Client
-
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline and app.poll() is None:
         try:
