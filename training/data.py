@@ -91,12 +91,6 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_all(images: LabelledImages, image_size: int) -> np.ndarray:
-    """Preprocess every image into one (n, size, size, 1) array, in order."""
-    dataset = image_dataset(images, image_size).map(lambda image, label: image)
-    return np.concatenate(list(dataset.batch(64).as_numpy_iterator()), axis=0)
-
-
 def image_dataset(images: LabelledImages, image_size: int) -> tf.data.Dataset:
     """Decoded, preprocessed (image, label) pairs, decoded in parallel, in file order."""
 
