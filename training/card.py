@@ -67,8 +67,9 @@ def comparison_section(models: list[dict]) -> str:
         "## Our CNN against the seed baseline (same pipeline, same budget, same test split)", "",
         *runs_table(models), "",
         f"Budget: at most {budget['max_epochs']} epochs and {budget['time_budget_minutes']:g} minutes of training "
-        "each (checked at the end of each epoch, so the last epoch may run over), early stopping on validation AUC, same seed, augmentation, patient-grouped split, calibration and "
-        "threshold rule, on the same 2-core CPU (shared with other work, so wall times are indicative).",
+        "each (checked at the end of each epoch, so the last epoch may run over), early stopping on validation "
+        "AUC, same seed, augmentation, patient-grouped split, calibration and threshold rule, on the same "
+        "2-core CPU (shared with other work, so wall times are indicative).",
     ])
 
 
