@@ -5,11 +5,13 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-PRESETS = ("none", "seed", "anatomical", "anatomical_flip", "acquisition", "aspect")
-# Width zoom range of the aspect preset: train pneumonia originals are ~23 % wider for their
-# height than normals (median aspect 1.50 against 1.22), so squashing them to a square makes
-# the aspect ratio a label cue unless it is randomised over at least that range.
-ASPECT_WIDTH_ZOOM = (-0.25, 0.25)
+PRESETS = ("none", "seed", "anatomical", "anatomical_flip", "acquisition", "framing")
+# Zoom ranges of the framing preset (negative zooms in, that is crops). Train pneumonia images are
+# mostly tight crops of the lungs and train normals show shoulders and abdomen, so a model learns the
+# framing: on the validation split, cropping 7.5 % off the top and bottom of normals made the
+# acquisition-augmented model call 40 % of them pneumonia. Cropping every class breaks the cue.
+FRAMING_HEIGHT_ZOOM = (-0.35, 0.1)
+FRAMING_WIDTH_ZOOM = (-0.2, 0.1)
 
 
 def build_augmenter(preset: str, seed: int) -> keras.Sequential | None:
@@ -19,8 +21,8 @@ def build_augmenter(preset: str, seed: int) -> keras.Sequential | None:
     anatomical: what a real radiograph varies by (small tilt, framing, exposure), no mirror image,
     because the heart sits on the left in every chest X-ray.
     acquisition: anatomical plus blur and sharpness changes, for other detectors and resampling.
-    aspect: anatomical with width zoomed independently of height, so the original aspect ratio
-    (lost in the square input, but visible as squashed anatomy) cannot stand in for the label.
+    framing: anatomical with height and width zoomed independently, up to tight crops of the lungs,
+    so how the radiograph was framed cannot stand in for the label.
     """
     if preset == "none":
         return None
@@ -31,11 +33,14 @@ def build_augmenter(preset: str, seed: int) -> keras.Sequential | None:
             layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 2),
             layers.RandomFlip("horizontal", seed=seed + 3),
         ]
-    elif preset in ("anatomical", "anatomical_flip", "acquisition", "aspect"):
-        width_zoom = ASPECT_WIDTH_ZOOM if preset == "aspect" else None
+    elif preset in ("anatomical", "anatomical_flip", "acquisition", "framing"):
+        if preset == "framing":
+            zoom = layers.RandomZoom(FRAMING_HEIGHT_ZOOM, FRAMING_WIDTH_ZOOM, fill_mode="constant", seed=seed + 1)
+        else:
+            zoom = layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1)
         steps = [
             layers.RandomRotation(7 / 360, fill_mode="constant", seed=seed),
-            layers.RandomZoom(0.1, width_factor=width_zoom, fill_mode="constant", seed=seed + 1),
+            zoom,
             layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
             layers.RandomContrast(0.3, seed=seed + 4),
             layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 5),

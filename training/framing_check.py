@@ -1,0 +1,88 @@
+"""Does the model read how a radiograph was framed as a label cue? Crop images tighter and compare.
+
+    python -m training.framing_check --model model                  # the run's validation split
+    python -m training.framing_check --model model --data ../shared/data/chest_xray/test
+
+In the training data most pneumonia images are tight crops of the lungs, while normals show shoulders
+and abdomen, so a model can learn the framing instead of the lungs. Each image loses a fraction of
+its height at the top and the same at the bottom before the usual preprocessing; a robust model calls
+about as many normals pneumonia at every crop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cxr_pneumonia.imaging import read_image_file
+from cxr_pneumonia.model import PneumoniaModel, load_model_dir
+from training.data import LabelledImages, list_labelled_images, validation_images
+
+DEFAULT_CROPS = (0.0, 0.075, 0.125)
+BATCH_SIZE = 64
+
+
+def cropped_vertically(gray: np.ndarray, fraction: float) -> np.ndarray:
+    """The image without `fraction` of its height at the top and the same at the bottom."""
+    if not 0.0 <= fraction < 0.5:
+        raise ValueError(f"crop fraction must be in [0, 0.5), got {fraction}")
+    cut = int(gray.shape[0] * fraction)
+    return gray[cut : gray.shape[0] - cut]
+
+
+def probabilities_after_crop(model: PneumoniaModel, grays: list[np.ndarray], fraction: float) -> np.ndarray:
+    """Calibrated pneumonia probabilities of the images cropped by `fraction` top and bottom."""
+    inputs = [model.preprocess(cropped_vertically(gray, fraction)) for gray in grays]
+    batches = (np.stack(inputs[start : start + BATCH_SIZE]) for start in range(0, len(inputs), BATCH_SIZE))
+    return np.concatenate([model.probabilities(batch) for batch in batches])
+
+
+def framing_report(model: PneumoniaModel, images: LabelledImages, crops: tuple[float, ...]) -> list[dict]:
+    """Per crop: the share of normals called pneumonia and of pneumonias caught, at the model's threshold."""
+    grays = [read_image_file(path) for path in images.paths]
+    normal, pneumonia = images.labels == 0, images.labels == 1
+    rows = []
+    for fraction in crops:
+        called = probabilities_after_crop(model, grays, fraction) >= model.config.threshold
+        rows.append({
+            "crop_top_and_bottom": fraction,
+            "normal_called_pneumonia": float(called[normal].mean()) if normal.any() else None,
+            "sensitivity": float(called[pneumonia].mean()) if pneumonia.any() else None,
+            "n_normal": int(normal.sum()),
+            "n_pneumonia": int(pneumonia.sum()),
+        })
+    return rows
+
+
+def format_row(row: dict) -> str:
+    """One line of the framing report."""
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (f"crop {row['crop_top_and_bottom']:.1%} top and bottom: normals called pneumonia "
+            f"{share(row['normal_called_pneumonia'])} (n={row['n_normal']}), "
+            f"sensitivity {share(row['sensitivity'])} (n={row['n_pneumonia']})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="model directory with its split.json")
+    parser.add_argument("--data", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (default: the run's validation split)")
+    parser.add_argument("--crops", type=float, nargs="+", default=list(DEFAULT_CROPS),
+                        help="fractions of the height cut at the top and again at the bottom")
+    parser.add_argument("--json", type=Path, help="write the rows here as JSON")
+    args = parser.parse_args(argv)
+    model = load_model_dir(args.model)
+    images = list_labelled_images(args.data) if args.data else validation_images(args.model)
+    rows = framing_report(model, images, tuple(args.crops))
+    for row in rows:
+        print(format_row(row))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
