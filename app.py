@@ -5,7 +5,11 @@ A thin UI over the `cxr_pneumonia` library. Run with `python app.py`.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import tempfile
+from pathlib import Path
 
 # Uploads are medical images and the Space may run offline: no telemetry, set before the imports read it.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -13,6 +17,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # server logs, not a terminal
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from cxr_pneumonia.examples import available_examples  # noqa: E402
 from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS  # noqa: E402
@@ -50,6 +56,39 @@ class RawImageUpload(gr.Image):
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return payload.path
         return super().preprocess(payload)
+
+
+class CachedJpegImage(gr.Image):
+    """Output gr.Image whose JPEG is written to Gradio's cache atomically.
+
+    Gradio 6.31 rewrites a cached image in place, so when two requests produce the same image (the same
+    example clicked twice) one can be served a half-written file: the load test's "peer closed connection".
+    """
+
+    JPEG_QUALITY = 90
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def postprocess(self, value):
+        if isinstance(value, np.ndarray):
+            value = self.write_once(value)
+        return super().postprocess(value)
+
+    def write_once(self, pixels: np.ndarray) -> str:
+        """The image's path in the cache, named by its content; written through a temporary file and a rename."""
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=self.JPEG_QUALITY)
+        data = buffer.getvalue()
+        folder = Path(self.GRADIO_CACHE) / f"cxr-{hashlib.sha256(data).hexdigest()}"
+        target = folder / "image.jpeg"
+        if not target.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            descriptor, staging = tempfile.mkstemp(dir=folder, prefix=".image-")
+            with os.fdopen(descriptor, "wb") as staged:
+                staged.write(data)
+            os.replace(staging, target)
+        return str(target)
 
 
 settings = HubSettings.from_environment()
@@ -153,8 +192,8 @@ with gr.Blocks(title="Chest X-ray pneumonia demo", analytics_enabled=False) as d
             decision_output = gr.Markdown(elem_id="decision")
             with gr.Row():
                 # JPEG, not PNG: PIL took 108 ms to encode a 512x353 overlay as PNG here, 1.4 ms as JPEG
-                original_output = gr.Image(label="Original", type="numpy", format="jpeg", interactive=False)
-                overlay_output = gr.Image(label="Heatmap", type="numpy", format="jpeg", interactive=False)
+                original_output = CachedJpegImage(label="Original", type="numpy", format="jpeg", interactive=False)
+                overlay_output = CachedJpegImage(label="Heatmap", type="numpy", format="jpeg", interactive=False)
             with gr.Accordion("How to read the heatmap (for students)", open=False):
                 gr.Markdown(HEATMAP_NOTE)
             with gr.Accordion("Result as JSON", open=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import keras
@@ -22,6 +23,7 @@ from cxr_pneumonia.model import PneumoniaModel, Prediction
 METHODS: dict[str, type] = {"Grad-CAM": Gradcam, "Grad-CAM++": GradcamPlusPlus, "Layer-CAM": Layercam}
 DEFAULT_METHOD = "Grad-CAM"
 DEFAULT_COLORMAP = "jet"
+COLORMAP_LEVELS = 256  # matplotlib's own colormaps have 256 entries, a PIL palette as many
 
 
 def class_score(label: str) -> Callable:
@@ -111,10 +113,25 @@ def overlay_heatmap(
     """Blend a colour-mapped heatmap over a grayscale image; returns uint8 RGB at the image's size."""
     height, width = gray.shape
     resized = Image.fromarray(heatmap.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
-    colours = matplotlib.colormaps[colormap](np.clip(np.asarray(resized), 0.0, 1.0))[..., :3]
-    base = np.repeat(np.clip(gray, 0.0, 1.0)[..., np.newaxis], 3, axis=-1)
-    blended = (1.0 - opacity) * base + opacity * colours
-    return (np.clip(blended, 0.0, 1.0) * 255).round().astype(np.uint8)
+    # The bin matplotlib itself picks for a value in [0, 1]: floor(value * N), with 1.0 in the last bin.
+    levels = np.minimum(np.clip(np.asarray(resized), 0.0, 1.0) * COLORMAP_LEVELS, COLORMAP_LEVELS - 1).astype(np.uint8)
+    colours = Image.frombytes("P", (width, height), levels.tobytes())
+    colours.putpalette(colormap_palette(colormap))
+    base = Image.fromarray(to_uint8(gray), mode="L").convert("RGB")
+    # PIL blends 8-bit images in C, 3-4x faster than float arrays here; three roundings cost at most 1.5 levels.
+    return np.asarray(Image.blend(base, colours.convert("RGB"), opacity))
+
+
+def to_uint8(gray: np.ndarray) -> np.ndarray:
+    """A [0, 1] float image as 0-255 bytes."""
+    return (np.clip(gray, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+@functools.cache
+def colormap_palette(colormap: str) -> tuple[int, ...]:
+    """The matplotlib colormap as a flat 256-colour RGB palette for PIL."""
+    table = matplotlib.colormaps[colormap](np.arange(COLORMAP_LEVELS))[:, :3]
+    return tuple((table * 255).round().astype(np.uint8).ravel().tolist())
 
 
 def display_image(gray: np.ndarray, max_side: int = 512) -> np.ndarray:

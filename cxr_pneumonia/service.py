@@ -14,6 +14,7 @@ from cxr_pneumonia.explain import (
     Explainer,
     display_image,
     overlay_heatmap,
+    to_uint8,
 )
 from cxr_pneumonia.gate import GateResult
 from cxr_pneumonia.hub import (
@@ -167,7 +168,7 @@ class PneumoniaService:
         model_input = loaded.model.preprocess(gray)
         gate = loaded.model.gate.check(model_input)
         shown = display_image(gray)
-        original = (np.clip(shown, 0, 1) * 255).round().astype(np.uint8)
+        original = to_uint8(shown)
         if not gate.passed:
             return Analysis(gate, None, original, None, None, method, loaded.info())
         prediction, heatmap = loaded.explainer.predict_and_explain(model_input, method)

@@ -3,6 +3,8 @@
 import importlib
 import socket
 import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,19 +22,24 @@ def closed_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client(data_dir):
-    """The app module imported with an unreachable Hub, launched on 127.0.0.1."""
+def app(data_dir):
+    """The app module imported with an unreachable Hub."""
     patch = pytest.MonkeyPatch()
     patch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     patch.setenv("MODEL_REPO", "someone/unreachable-model")
     patch.setenv("EXAMPLES_DIR", str(data_dir))
     sys.modules.pop("app", None)
-    app = importlib.import_module("app")
+    yield importlib.import_module("app")
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def client(app, data_dir):
+    """The app launched on 127.0.0.1."""
     _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=closed_port(),
                                 allowed_paths=[str(data_dir)], quiet=True)
     yield Client(url, verbose=False)
     app.demo.close()
-    patch.undo()
 
 
 def predict(client: Client, image=None, upload=None, method="Grad-CAM"):
@@ -97,3 +104,34 @@ def test_bad_uploads_get_a_clear_message_and_the_app_keeps_serving(client, tmp_p
 def test_no_image_is_a_clear_message(client):
     with pytest.raises(AppError, match="Upload a chest X-ray"):
         predict(client)
+
+
+def test_an_output_image_rewritten_by_concurrent_requests_is_never_read_half_written(app):
+    """Stock gr.Image rewrites the cached file in place; readers then saw thousands of short files here."""
+    output = app.CachedJpegImage(type="numpy", format="jpeg")
+    ramp = np.linspace(0, 255, 500, dtype=np.uint8)
+    pixels = np.stack([np.tile(ramp, (400, 1)), np.tile(ramp[::-1], (400, 1)), np.full((400, 500), 90, np.uint8)], -1)
+    path = Path(output.postprocess(pixels).path)
+    size = path.stat().st_size
+    short_reads, done = [], threading.Event()
+
+    def write() -> None:
+        for _ in range(100):
+            output.postprocess(pixels)
+
+    def read() -> None:
+        while not done.is_set():
+            if len(path.read_bytes()) != size:
+                short_reads.append(path)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    for thread in readers:
+        thread.join()
+    assert not short_reads
+    assert np.abs(np.asarray(Image.open(path), dtype=int) - pixels).mean() < 3  # the image itself, as JPEG

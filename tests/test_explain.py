@@ -1,5 +1,6 @@
 """Explanations: the compiled Grad-CAM equals tf-keras-vis's, every method gives a valid map."""
 
+import matplotlib
 import numpy as np
 import pytest
 
@@ -50,6 +51,14 @@ def test_overlay_blends_at_the_image_size():
     assert overlay[10, :, 0].mean() > overlay[290, :, 0].mean()  # hot half red, cold half blue
     assert overlay[10, :, 2].mean() < overlay[290, :, 2].mean()
     assert (overlay_heatmap(gray, heatmap, opacity=0.0) == 0).all()  # opacity 0 shows the image only
+
+
+def test_overlay_colours_are_matplotlibs_colormap():
+    heatmap = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    gray = np.full((64, 64), 0.3, dtype=np.float32)
+    overlay = overlay_heatmap(gray, heatmap, opacity=0.6, colormap="viridis").astype(np.float64)
+    expected = 0.4 * 0.3 + 0.6 * matplotlib.colormaps["viridis"](heatmap)[..., :3]
+    assert np.abs(overlay - expected * 255).max() <= 1.5  # three uint8 roundings
 
 
 def test_display_image_keeps_aspect_ratio():
