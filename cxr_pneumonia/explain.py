@@ -16,6 +16,7 @@ from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
 from tf_keras_vis.utils import normalize, zoom_factor
 
+from cxr_pneumonia.gate import GateResult, feature_outputs
 from cxr_pneumonia.model import PneumoniaModel, Prediction
 
 # Score-CAM is left out: with a single sigmoid/logit output it is broken in tf-keras-vis 0.8.7
@@ -37,28 +38,30 @@ def class_score(label: str) -> Callable:
 
 class CompiledGradcam:
     """Prediction and Grad-CAM in one compiled forward and backward pass: tf-keras-vis's Gradcam without
-    its per-call model rebuild (equality with tf-keras-vis is tested)."""
+    its per-call model rebuild (equality with tf-keras-vis is tested). An optional extra output of the
+    same network (the input gate's features) comes out of the same pass."""
 
-    def __init__(self, keras_model: keras.Model, layer_name: str):
-        extractor = keras.Model(keras_model.inputs, [keras_model.get_layer(layer_name).output, keras_model.outputs[0]])
+    def __init__(self, keras_model: keras.Model, layer_name: str, extra_output=None):
+        outputs = [keras_model.get_layer(layer_name).output, keras_model.outputs[0]]
+        extractor = keras.Model(keras_model.inputs, outputs if extra_output is None else [*outputs, extra_output])
         size = keras_model.inputs[0].shape[1]
 
         @tf.function(input_signature=[tf.TensorSpec((1, size, size, 1), tf.float32)])
-        def logit_and_evidence(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def forward_and_backward(image: tf.Tensor) -> tuple[tf.Tensor, ...]:
             with tf.GradientTape() as tape:
-                activations, logits = extractor(image, training=False)
+                activations, logits, *extra = extractor(image, training=False)
                 logit = logits[:, 0]
             gradients = tape.gradient(logit, activations)
             weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
             # Evidence for PNEUMONIA; NORMAL's score is the negative logit, so its map is the negative.
-            return logit, tf.reduce_sum(activations * weights, axis=-1)
+            return (logit, tf.reduce_sum(activations * weights, axis=-1), *extra)
 
-        self._logit_and_evidence = logit_and_evidence
+        self._forward_and_backward = forward_and_backward
 
-    def logit_and_evidence(self, model_input: np.ndarray) -> tuple[float, np.ndarray]:
-        """The pneumonia logit and the unrectified (1, h, w) evidence map for PNEUMONIA."""
-        logit, evidence = self._logit_and_evidence(tf.constant(model_input[np.newaxis].astype(np.float32)))
-        return float(logit.numpy()[0]), evidence.numpy()
+    def logit_and_evidence(self, model_input: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """The pneumonia logit, the unrectified (1, h, w) evidence map for PNEUMONIA and the extra output."""
+        logit, evidence, *extra = self._forward_and_backward(tf.constant(model_input[np.newaxis].astype(np.float32)))
+        return float(logit.numpy()[0]), evidence.numpy(), extra[0].numpy() if extra else None
 
     @staticmethod
     def class_map(evidence: np.ndarray, label: str, image_size: int) -> np.ndarray:
@@ -77,7 +80,8 @@ class Explainer:
     def __init__(self, model: PneumoniaModel):
         self.model = model
         self._methods = {name: cls(model.keras_model, clone=False) for name, cls in METHODS.items()}
-        self._gradcam = CompiledGradcam(model.keras_model, model.config.gradcam_layer)
+        gate_features = feature_outputs(model.keras_model, model.gate.feature_layers) if model.gate.present else None
+        self._gradcam = CompiledGradcam(model.keras_model, model.config.gradcam_layer, gate_features)
 
     def heatmap(self, model_input: np.ndarray, label: str, method: str = DEFAULT_METHOD) -> np.ndarray:
         """A (size, size) map in [0, 1] of where the evidence for `label` lies."""
@@ -92,9 +96,24 @@ class Explainer:
         if method != "Grad-CAM":
             prediction = self.model.predict_input(model_input)
             return prediction, self.heatmap(model_input, prediction.label, method)
-        logit, evidence = self._gradcam.logit_and_evidence(model_input)
+        prediction, heatmap, _ = self._gradcam_pass(model_input)
+        return prediction, heatmap
+
+    def gate_predict_and_explain(self, model_input: np.ndarray, method: str = DEFAULT_METHOD
+                                 ) -> tuple[GateResult, Prediction | None, np.ndarray | None]:
+        """The input gate's verdict and, if it passes, the prediction and heatmap; Grad-CAM and the gate
+        share one network pass."""
+        if method != "Grad-CAM":
+            gate = self.model.gate.check(model_input)
+            return (gate, *self.predict_and_explain(model_input, method)) if gate.passed else (gate, None, None)
+        prediction, heatmap, features = self._gradcam_pass(model_input)
+        gate = self.model.gate.check(model_input, features)
+        return (gate, prediction, heatmap) if gate.passed else (gate, None, None)
+
+    def _gradcam_pass(self, model_input: np.ndarray) -> tuple[Prediction, np.ndarray, np.ndarray | None]:
+        logit, evidence, gate_features = self._gradcam.logit_and_evidence(model_input)
         prediction = self.model.prediction_from_logit(logit)
-        return prediction, self._gradcam.class_map(evidence, prediction.label, model_input.shape[0])
+        return prediction, self._gradcam.class_map(evidence, prediction.label, model_input.shape[0]), gate_features
 
     def reference_heatmap(self, model_input: np.ndarray, label: str, method: str) -> np.ndarray:
         """The heatmap computed by tf-keras-vis itself."""

@@ -125,10 +125,15 @@ def thumbnails(batch: np.ndarray) -> np.ndarray:
     return np.reshape(small, (len(batch), THUMBNAIL_SIZE * THUMBNAIL_SIZE))
 
 
+def feature_outputs(keras_model: keras.Model, layer_names: list[str] | tuple[str, ...]):
+    """The symbolic (n, p) gate features of the model: global averages of the named layers, concatenated."""
+    outputs = [_global_average(_layer(keras_model, name).output) for name in layer_names]
+    return outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
+
+
 def feature_function(keras_model: keras.Model, layer_names: list[str] | tuple[str, ...]) -> FeatureFunction:
     """A compiled function from a batch of model inputs to the (n, p) global averages of the named layers."""
-    outputs = [_global_average(_layer(keras_model, name).output) for name in layer_names]
-    extractor = keras.Model(keras_model.inputs, outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs))
+    extractor = keras.Model(keras_model.inputs, feature_outputs(keras_model, layer_names))
     size = keras_model.inputs[0].shape[1]
     compiled = tf.function(lambda batch: extractor(batch, training=False),
                            input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)])
@@ -171,23 +176,25 @@ class InputGate:
     """Checks model inputs against the chest X-ray statistics; an absent gate passes everything."""
 
     def __init__(self, statistics: GateStatistics | None = None, thresholds: dict[str, float] | None = None,
-                 features: FeatureFunction | None = None):
+                 features: FeatureFunction | None = None, feature_layers: tuple[str, ...] = ()):
         if statistics is not None and (features is None or set(thresholds or {}) != set(SCORE_NAMES)):
             raise ValueError(f"a gate needs a feature function and thresholds for {', '.join(SCORE_NAMES)}")
         self.statistics = statistics
         self.thresholds = dict(thresholds or {})
+        self.feature_layers = tuple(feature_layers)
         self._features = features
 
     @property
     def present(self) -> bool:
         return self.statistics is not None
 
-    def scores(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Both scores for a batch of (s, s, 1) model inputs (empty for an absent gate)."""
+    def scores(self, batch: np.ndarray, features: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Both scores for a batch of (s, s, 1) model inputs (empty for an absent gate); pass `features`
+        when a forward pass already computed them (see `feature_outputs`)."""
         if self.statistics is None:
             return {}
         return {
-            "feature_distance": self.statistics.feature_distance(self._features(batch)),
+            "feature_distance": self.statistics.feature_distance(self._features(batch) if features is None else features),
             "reconstruction_error": self.statistics.reconstruction_error(thumbnails(batch)),
         }
 
@@ -195,11 +202,11 @@ class InputGate:
         """A boolean per image of the batch: True where the gate refuses it."""
         return refused_by(self.scores(batch), self.thresholds, len(batch))
 
-    def check(self, model_input: np.ndarray) -> GateResult:
-        """The verdict on one (s, s, 1) model input."""
+    def check(self, model_input: np.ndarray, features: np.ndarray | None = None) -> GateResult:
+        """The verdict on one (s, s, 1) model input, given its (1, p) features if already computed."""
         if self.statistics is None:
             return GateResult(True, {}, {}, ABSENT_MESSAGE, checked=False)
-        scores = {name: float(values[0]) for name, values in self.scores(model_input[np.newaxis]).items()}
+        scores = {name: float(values[0]) for name, values in self.scores(model_input[np.newaxis], features).items()}
         passed = all(scores[name] <= self.thresholds[name] for name in SCORE_NAMES)
         return GateResult(passed, scores, dict(self.thresholds), PASSED_MESSAGE if passed else REFUSAL_MESSAGE)
 
@@ -227,4 +234,4 @@ def load_gate(directory: str | Path, keras_model: keras.Model, block: dict[str, 
         raise ValueError(f"{GATE_FILENAME} was fitted on {len(statistics.feature_mean)} features, but layers "
                          f"{block['feature_layers']} of this model give another number")
     thresholds = {name: float(value) for name, value in block["thresholds"].items()}
-    return InputGate(statistics, thresholds, features)
+    return InputGate(statistics, thresholds, features, tuple(block["feature_layers"]))

@@ -166,12 +166,11 @@ class PneumoniaService:
     def _analyze(self, gray: np.ndarray, method: str, opacity: float, revision: str | None) -> Analysis:
         loaded = self.model(revision)
         model_input = loaded.model.preprocess(gray)
-        gate = loaded.model.gate.check(model_input)
+        gate, prediction, heatmap = loaded.explainer.gate_predict_and_explain(model_input, method)
         shown = display_image(gray)
         original = to_uint8(shown)
         if not gate.passed:
             return Analysis(gate, None, original, None, None, method, loaded.info())
-        prediction, heatmap = loaded.explainer.predict_and_explain(model_input, method)
         return Analysis(
             gate=gate,
             prediction=prediction,

@@ -13,6 +13,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from cxr_pneumonia import hub
+from cxr_pneumonia.explain import Explainer
 from cxr_pneumonia.gate import (
     ABSENT_MESSAGE,
     GATE_FILENAME,
@@ -152,6 +153,24 @@ def test_service_answers_a_chest_xray_the_gate_passes(service, passing_image):
     assert not analysis.refused and analysis.gate.checked
     assert analysis.heatmap is not None and "pneumonia probability" in analysis.decision
     assert analysis.as_json()["pneumonia_probability"] == pytest.approx(analysis.prediction.pneumonia_probability)
+
+
+@pytest.mark.parametrize("method", ["Grad-CAM", "Layer-CAM"])
+def test_gate_in_the_shared_pass_scores_as_the_gate_alone(tiny_model_dir, far_outside, passing_image, method):
+    model = load_model_dir(tiny_model_dir)
+    explainer = Explainer(model)
+    for path in (passing_image, far_outside["stripes"]):
+        model_input = model.preprocess_file(path)
+        alone = model.gate.check(model_input)
+        gate, prediction, heatmap = explainer.gate_predict_and_explain(model_input, method)
+        assert gate.passed == alone.passed
+        for name in SCORE_NAMES:
+            assert gate.scores[name] == pytest.approx(alone.scores[name], rel=1e-4)
+        if gate.passed:
+            assert prediction.pneumonia_probability == pytest.approx(model.predict_input(model_input).pneumonia_probability, abs=1e-6)
+            assert heatmap.shape == model_input.shape[:2]
+        else:
+            assert prediction is None and heatmap is None
 
 
 def test_evaluate_not_cxr_reports_rejected_fraction(tiny_model_dir, far_outside, tmp_path, capsys):
