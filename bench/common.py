@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -83,16 +85,29 @@ def start_app(extra_env: dict[str, str] | None = None, log_path: Path | None = N
     return AppProcess(process, f"http://127.0.0.1:{port}/", started)
 
 
-def wait_for_client(app: AppProcess, timeout: float = 180.0):
-    """A gradio_client Client once the app answers."""
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for all of a client's calls. gradio_client makes a new httpx client per
+    HTTP call, and httpx builds a TLS context each time (loading the CA bundle: 30-60 ms here), even for
+    http:// URLs; a /predict makes five calls."""
+    return ssl.create_default_context()
+
+
+def new_client(url: str, reuse_tls: bool = True):
+    """A gradio_client Client, with the shared TLS context unless `reuse_tls` is False (the default client)."""
     from gradio_client import Client
 
+    return Client(url, verbose=False, ssl_verify=shared_tls_context() if reuse_tls else True)
+
+
+def wait_for_client(app: AppProcess, timeout: float = 180.0, reuse_tls: bool = True):
+    """A gradio_client Client once the app answers."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if app.process.poll() is not None:
             raise RuntimeError(f"app exited with code {app.process.returncode}")
         try:
-            return Client(app.url, verbose=False)
+            return new_client(app.url, reuse_tls)
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.1)
     raise TimeoutError("the app did not start in time")

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from gradio_client import handle_file  # noqa: E402
 
-from bench.common import percentiles, report, start_app, timed_ms, wait_for_client  # noqa: E402
+from bench.common import new_client, percentiles, report, start_app, timed_ms, wait_for_client  # noqa: E402
 from cxr_pneumonia.architectures import build_model, count_flops, last_conv_layer_name  # noqa: E402
 from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DEFAULT_DATA_DIR  # noqa: E402
 from cxr_pneumonia.explain import METHODS, Explainer  # noqa: E402
@@ -28,8 +28,8 @@ DEFAULT_IMAGE = DEFAULT_DATA_DIR / "test" / "PNEUMONIA" / "person100_bacteria_47
 
 
 def predict_and_explain(model: PneumoniaModel, explainer: Explainer, gray: np.ndarray, method: str) -> None:
-    """What one request computes: preprocessing, calibrated prediction, heatmap of the decided class."""
-    explainer.predict_and_explain(model.preprocess(gray), method)
+    """What one request computes: preprocessing, input gate, calibrated prediction, heatmap of the decided class."""
+    explainer.gate_predict_and_explain(model.preprocess(gray), method)
 
 
 def in_process(model: PneumoniaModel, gray: np.ndarray, repeats: int) -> dict:
@@ -57,16 +57,19 @@ def architecture_row(model: PneumoniaModel, gray: np.ndarray, repeats: int) -> d
 
 
 def over_http(image: Path, repeats: int) -> dict:
-    """Cold start of `python app.py` to its first /predict, then /predict latency and the app's peak memory."""
+    """Cold start of `python app.py` to its first /predict, then /predict latency through the default
+    gradio_client and through one reusing its TLS context, and the app's peak memory."""
     app = start_app()
     try:
         client = wait_for_client(app)
         arguments = (handle_file(str(image)), None, "Grad-CAM", 0.4, "main")
         client.predict(*arguments, api_name="/predict")
         cold_start = time.perf_counter() - app.started_at
-        times = timed_ms(lambda: client.predict(*arguments, api_name="/predict"), repeats)
-        return {"cold_start_s": round(cold_start, 2), "http": percentiles(times),
-                "app_peak_memory_mb": round(app.peak_memory_mb())}
+        default_client = new_client(app.url, reuse_tls=False)
+        default_times = timed_ms(lambda: default_client.predict(*arguments, api_name="/predict"), repeats)
+        reused_tls_times = timed_ms(lambda: client.predict(*arguments, api_name="/predict"), repeats)
+        return {"cold_start_s": round(cold_start, 2), "http": percentiles(default_times),
+                "http_reused_tls": percentiles(reused_tls_times), "app_peak_memory_mb": round(app.peak_memory_mb())}
     finally:
         app.stop()
 
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         "p95_predict_gradcam_ms": ours["predict+Grad-CAM"]["p95"],
         "p50_http_ms": http["http"]["p50"],
         "p95_http_ms": http["http"]["p95"],
+        "p50_http_reused_tls_ms": http["http_reused_tls"]["p50"],
+        "p95_http_reused_tls_ms": http["http_reused_tls"]["p95"],
         "cold_start_s": http["cold_start_s"],
         "speedup_vs_densenet121": round(densenet / same_run_ours, 1),  # both timed by architecture_row
         "app_peak_memory_mb": http["app_peak_memory_mb"],

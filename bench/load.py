@@ -2,6 +2,10 @@
 
 Measures back-to-back throughput of one user first, then N users for a bounded time, in one run:
     .venv/bin/python bench/load.py --users 16 --seconds 60 --json bench/results/load.json
+With --sweep, N users against the app at each CONCURRENCY_LIMIT given, to choose the app's default:
+    .venv/bin/python bench/load.py --users 16 --seconds 30 --sweep 1 2 4 8 --json bench/results/load_sweep.json
+The clients share one TLS context (bench.common.shared_tls_context) unless --default-tls: they run on the
+same cores as the app, and the default client's per-call TLS set-up would be measured as load.
 """
 
 from __future__ import annotations
@@ -11,16 +15,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 
-from bench.common import percentiles, report, start_app, wait_for_client  # noqa: E402
+from bench.common import new_client, percentiles, report, start_app, wait_for_client  # noqa: E402
 from bench.latency import DEFAULT_IMAGE  # noqa: E402
 
 
-def run_users(url: str, image: Path, users: int, seconds: float) -> dict:
+def run_users(url: str, image: Path, users: int, seconds: float, reuse_tls: bool = True) -> dict:
     """`users` threads, each with its own client, sending /predict back to back until time is up."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -28,7 +33,7 @@ def run_users(url: str, image: Path, users: int, seconds: float) -> dict:
     deadline = time.perf_counter() + seconds
 
     def user() -> None:
-        client = Client(url, verbose=False)
+        client = new_client(url, reuse_tls)
         arguments = (handle_file(str(image)), None, "Grad-CAM", 0.4, "main")
         while time.perf_counter() < deadline:
             started = time.perf_counter()
@@ -59,22 +64,47 @@ def run_users(url: str, image: Path, users: int, seconds: float) -> dict:
     }
 
 
-def back_to_back_rps(image: Path, seconds: float) -> float:
-    """Requests per second one process computes (predict + Grad-CAM) back to back, without HTTP."""
+def back_to_back_rps(image: Path, seconds: float) -> dict[str, float]:
+    """Requests per second one process computes back to back without HTTP: the model's part (gate, predict,
+    Grad-CAM) and the whole request (decode the file, that, and the overlay) through the app's service."""
     from bench.latency import predict_and_explain
-    from cxr_pneumonia.config import BUNDLED_MODEL_DIR
-    from cxr_pneumonia.explain import Explainer
+    from cxr_pneumonia.hub import HubSettings
     from cxr_pneumonia.imaging import read_image_file
-    from cxr_pneumonia.model import load_model_dir
+    from cxr_pneumonia.service import PneumoniaService
 
-    model = load_model_dir(BUNDLED_MODEL_DIR)
-    explainer, gray = Explainer(model), read_image_file(image)
-    predict_and_explain(model, explainer, gray, "Grad-CAM")
+    service = PneumoniaService(HubSettings(offline=True))
+    loaded, gray = service.default, read_image_file(image)
+    calls = {
+        "predict_gradcam": lambda: predict_and_explain(loaded.model, loaded.explainer, gray, "Grad-CAM"),
+        "analyze_file": lambda: service.analyze_file(image),
+    }
+    return {f"{name}_rps": round(calls_per_second(call, seconds), 2) for name, call in calls.items()}
+
+
+def calls_per_second(call: Callable[[], object], seconds: float) -> float:
+    """How many times `call` runs per second back to back, after one warm-up call."""
+    call()
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        predict_and_explain(model, explainer, gray, "Grad-CAM")
+        call()
         count += 1
     return count / (time.perf_counter() - started)
+
+
+def loaded_app(image: Path, users: int, seconds: float, concurrency_limit: int | None, reuse_tls: bool,
+               with_one_user: bool) -> dict:
+    """Start the app (at `concurrency_limit`, default the app's), warm it, then one user and N users."""
+    env = {"CONCURRENCY_LIMIT": str(concurrency_limit)} if concurrency_limit else {}
+    app = start_app(env)
+    try:
+        wait_for_client(app).predict(handle_file(str(image)), None, "Grad-CAM", 0.4, "main", api_name="/predict")
+        result = {"concurrency_limit": concurrency_limit or "app default"}
+        if with_one_user:
+            result["one_user"] = run_users(app.url, image, 1, seconds, reuse_tls)
+        result["concurrent"] = run_users(app.url, image, users, seconds, reuse_tls)
+        return result
+    finally:
+        app.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,25 +113,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each phase")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--concurrency-limit", type=int, help="CONCURRENCY_LIMIT for the app (default: the app's)")
+    parser.add_argument("--sweep", type=int, nargs="+", help="measure N users at each of these CONCURRENCY_LIMITs")
+    parser.add_argument("--default-tls", action="store_true", help="default gradio_client (a TLS context per call)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    reuse_tls = not args.default_tls
 
     in_process = back_to_back_rps(args.image, min(args.seconds, 20.0))
-    env = {"CONCURRENCY_LIMIT": str(args.concurrency_limit)} if args.concurrency_limit else {}
-    app = start_app(env)
-    try:
-        wait_for_client(app).predict(handle_file(str(args.image)), None, "Grad-CAM", 0.4, "main", api_name="/predict")
-        single = run_users(app.url, args.image, 1, args.seconds)
-        loaded = run_users(app.url, args.image, args.users, args.seconds)
-    finally:
-        app.stop()
+    if args.sweep:
+        runs = [loaded_app(args.image, args.users, args.seconds, limit, reuse_tls, with_one_user=False)
+                for limit in args.sweep]
+        report({"users": args.users, "reuse_tls": reuse_tls, "in_process_back_to_back": in_process,
+                "by_concurrency_limit": runs}, args.json)
+        return
+    run = loaded_app(args.image, args.users, args.seconds, args.concurrency_limit, reuse_tls, with_one_user=True)
+    single, loaded = run["one_user"], run["concurrent"]
     result = {
-        "concurrency_limit": args.concurrency_limit or "app default",
-        "one_user": single,
-        "concurrent": loaded,
-        "in_process_back_to_back_rps": round(in_process, 2),
+        **run,
+        "reuse_tls": reuse_tls,
+        "in_process_back_to_back": in_process,
         "ratio_vs_one_user": round(loaded["throughput_rps"] / single["throughput_rps"], 2),
-        "ratio_vs_in_process": round(loaded["throughput_rps"] / in_process, 2),
+        **{f"ratio_vs_in_process_{name.removesuffix('_rps')}": round(loaded["throughput_rps"] / rps, 3)
+           for name, rps in in_process.items()},
     }
     report(result, args.json)
 
