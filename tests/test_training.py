@@ -40,6 +40,9 @@ def test_card_carries_measured_numbers_and_disclaimer(tiny_model_dir):
     assert f"value: {metrics['test']['accuracy']:.4f}" in card
     assert "not a medical device" in card
     assert "doi:10.17632/rscbjbr9sj.2" in card and "CC BY 4.0" in card
+    framing = metrics["framing_check"]
+    assert [row["crop_top_and_bottom"] for row in framing] == [0.0, 0.075, 0.125]
+    assert "## Framing check" in card and f"| 12.5% | {framing[2]['normal_called_pneumonia']:.3f}" in card
 
 
 def test_validation_split_of_the_run_has_no_training_patient(tiny_model_dir, mini_data_dir):

@@ -12,6 +12,15 @@ PRESETS = ("none", "seed", "anatomical", "anatomical_flip", "acquisition", "fram
 # acquisition-augmented model call 40 % of them pneumonia. Cropping every class breaks the cue.
 FRAMING_HEIGHT_ZOOM = (-0.35, 0.1)
 FRAMING_WIDTH_ZOOM = (-0.2, 0.1)
+PRESET_DESCRIPTIONS = {
+    "none": "no augmentation",
+    "seed": "the seed projects' rotation 30 degrees, zoom 20 %, shifts 10 %, horizontal flip",
+    "anatomical": "rotation 7 degrees, zoom 10 %, shifts 6 %, contrast and brightness, no flip (the heart sits on the left)",
+    "anatomical_flip": "anatomical plus horizontal flip",
+    "acquisition": "anatomical plus blur and sharpness changes",
+    "framing": "anatomical with height and width zoomed independently, up to crops of 35 % of the height "
+               "and 20 % of the width, so that the framing of the radiograph stops being a label cue",
+}
 
 
 def build_augmenter(preset: str, seed: int) -> keras.Sequential | None:

@@ -2,6 +2,7 @@
 
     python -m training.framing_check --model model                  # the run's validation split
     python -m training.framing_check --model model --data ../shared/data/chest_xray/test
+    python -m training.framing_check --model model --into-metrics   # store it for the model card
 
 In the training data most pneumonia images are tight crops of the lungs, while normals show shoulders
 and abdomen, so a model can learn the framing instead of the lungs. Each image loses a fraction of
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr_pneumonia.config import METRICS_FILENAME
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from training.data import LabelledImages, list_labelled_images, validation_images
@@ -74,7 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crops", type=float, nargs="+", default=list(DEFAULT_CROPS),
                         help="fractions of the height cut at the top and again at the bottom")
     parser.add_argument("--json", type=Path, help="write the rows here as JSON")
+    parser.add_argument("--into-metrics", action="store_true",
+                        help="store the validation rows as 'framing_check' in the model's metrics.json")
     args = parser.parse_args(argv)
+    if args.into_metrics and args.data:
+        parser.error("--into-metrics stores the validation split's check; leave out --data")
     model = load_model_dir(args.model)
     images = list_labelled_images(args.data) if args.data else validation_images(args.model)
     rows = framing_report(model, images, tuple(args.crops))
@@ -82,6 +88,16 @@ def main(argv: list[str] | None = None) -> None:
         print(format_row(row))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    if args.into_metrics:
+        store_in_metrics(args.model, rows)
+
+
+def store_in_metrics(model_dir: Path, rows: list[dict]) -> None:
+    """Put the validation rows into the model directory's metrics.json as "framing_check"."""
+    path = model_dir / METRICS_FILENAME
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics["framing_check"] = rows
+    path.write_text(json.dumps(metrics, indent=2))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from training.data import (
     validation_images,
 )
 from training.evaluate import evaluate_images, format_report, predict_paths
+from training.framing_check import DEFAULT_CROPS, framing_report
 from training.gate import fit_gate
 from training.train import HISTORY_FILENAME, RUN_FILENAME
 
@@ -87,6 +88,7 @@ def write_report(out: Path, data_dir: Path) -> dict:
     if (data_dir / "val").is_dir():
         metrics["official_val"] = evaluate_images(model, list_labelled_images(data_dir / "val"))[0]
     metrics["training"] = {**run, "n_validation_patients": len({patient_id(p) for p in validation.paths})}
+    metrics["framing_check"] = framing_report(model, validation, DEFAULT_CROPS)
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
 
     plots.plot_training_curves(out / HISTORY_FILENAME, out / "training_curves.png")
