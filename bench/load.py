@@ -11,6 +11,7 @@ same cores as the app, and the default client's per-call TLS set-up would be mea
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -21,19 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gradio_client import handle_file  # noqa: E402
 
-from bench.common import new_client, percentiles, report, start_app, wait_for_client  # noqa: E402
+from bench.common import AppProcess, new_client, percentiles, report, start_app, wait_for_client  # noqa: E402
 from bench.latency import DEFAULT_IMAGE  # noqa: E402
 
 
-def run_users(url: str, image: Path, users: int, seconds: float, reuse_tls: bool = True) -> dict:
-    """`users` threads, each with its own client, sending /predict back to back until time is up."""
+def run_users(app: AppProcess, image: Path, users: int, seconds: float, reuse_tls: bool = True) -> dict:
+    """`users` threads, each with its own client, sending /predict back to back until time is up; with the
+    app's CPU time per request, which says what the app could serve if the clients ran elsewhere."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
     def user() -> None:
-        client = new_client(url, reuse_tls)
+        client = new_client(app.url, reuse_tls)
         arguments = (handle_file(str(image)), None, "Grad-CAM", 0.4, "main")
         while time.perf_counter() < deadline:
             started = time.perf_counter()
@@ -46,13 +48,14 @@ def run_users(url: str, image: Path, users: int, seconds: float, reuse_tls: bool
             with lock:
                 latencies.append((time.perf_counter() - started) * 1000)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), app.cpu_seconds()
     threads = [threading.Thread(target=user) for _ in range(users)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    app_cpu_ms = (app.cpu_seconds() - cpu_started) * 1000 / max(len(latencies), 1)
     return {
         "users": users,
         "seconds": round(elapsed, 1),
@@ -61,6 +64,9 @@ def run_users(url: str, image: Path, users: int, seconds: float, reuse_tls: bool
         "error_samples": errors[:5],
         "throughput_rps": round(len(latencies) / elapsed, 2),
         "latency_ms": percentiles(latencies) if latencies else {},
+        "app_cpu_ms_per_request": round(app_cpu_ms, 1),
+        "cores": os.cpu_count(),
+        "app_capacity_rps_if_alone": round(os.cpu_count() * 1000 / app_cpu_ms, 1) if latencies else None,
     }
 
 
@@ -100,8 +106,8 @@ def loaded_app(image: Path, users: int, seconds: float, concurrency_limit: int |
         wait_for_client(app).predict(handle_file(str(image)), None, "Grad-CAM", 0.4, "main", api_name="/predict")
         result = {"concurrency_limit": concurrency_limit or "app default"}
         if with_one_user:
-            result["one_user"] = run_users(app.url, image, 1, seconds, reuse_tls)
-        result["concurrent"] = run_users(app.url, image, users, seconds, reuse_tls)
+            result["one_user"] = run_users(app, image, 1, seconds, reuse_tls)
+        result["concurrent"] = run_users(app, image, users, seconds, reuse_tls)
         return result
     finally:
         app.stop()
