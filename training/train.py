@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--patience", type=int, default=8, help="epochs without val AUC gain before stopping")
     parser.add_argument("--time-budget-minutes", type=float, default=0, help="stop after this much training (0: none)")
-    parser.add_argument("--augment", choices=PRESETS, default="anatomical")
+    parser.add_argument("--augment", choices=PRESETS, default="framing")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--limit", type=int, default=0, help="use only this many images per class (tests)")
