@@ -105,14 +105,14 @@ def new_client(url: str, reuse_tls: bool = True):
     return Client(url, verbose=False, ssl_verify=shared_tls_context() if reuse_tls else True)
 
 
-def wait_for_client(app: AppProcess, timeout: float = 180.0, reuse_tls: bool = True):
-    """A gradio_client Client once the app answers."""
+def wait_for_client(app: AppProcess, timeout: float = 180.0):
+    """A gradio_client Client (shared TLS context) once the app answers."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if app.process.poll() is not None:
             raise RuntimeError(f"app exited with code {app.process.returncode}")
         try:
-            return new_client(app.url, reuse_tls)
+            return new_client(app.url)
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.1)
     raise TimeoutError("the app did not start in time")

@@ -27,7 +27,7 @@ from cxr_pneumonia.model import ModelConfig, PneumoniaModel, load_model_dir  # n
 DEFAULT_IMAGE = DEFAULT_DATA_DIR / "test" / "PNEUMONIA" / "person100_bacteria_475.jpg"
 
 
-def predict_and_explain(model: PneumoniaModel, explainer: Explainer, gray: np.ndarray, method: str) -> None:
+def gate_predict_and_explain(model: PneumoniaModel, explainer: Explainer, gray: np.ndarray, method: str) -> None:
     """What one request computes: preprocessing, input gate, calibrated prediction, heatmap of the decided class."""
     explainer.gate_predict_and_explain(model.preprocess(gray), method)
 
@@ -43,7 +43,7 @@ def in_process(model: PneumoniaModel, gray: np.ndarray, repeats: int) -> dict:
     explainer = Explainer(model)
     results = {"predict": percentiles(timed_ms(lambda: model.predict(gray), repeats))}
     for method in METHODS:
-        times = timed_ms(lambda: predict_and_explain(model, explainer, gray, method), repeats)
+        times = timed_ms(lambda: gate_predict_and_explain(model, explainer, gray, method), repeats)
         results[f"predict+{method}"] = percentiles(times)
     return results
 

@@ -73,7 +73,7 @@ def run_users(app: AppProcess, image: Path, users: int, seconds: float, reuse_tl
 def back_to_back_rps(image: Path, seconds: float) -> dict[str, float]:
     """Requests per second one process computes back to back without HTTP: the model's part (gate, predict,
     Grad-CAM) and the whole request (decode the file, that, and the overlay) through the app's service."""
-    from bench.latency import predict_and_explain
+    from bench.latency import gate_predict_and_explain
     from cxr_pneumonia.hub import HubSettings
     from cxr_pneumonia.imaging import read_image_file
     from cxr_pneumonia.service import PneumoniaService
@@ -81,7 +81,7 @@ def back_to_back_rps(image: Path, seconds: float) -> dict[str, float]:
     service = PneumoniaService(HubSettings(offline=True))
     loaded, gray = service.default, read_image_file(image)
     calls = {
-        "predict_gradcam": lambda: predict_and_explain(loaded.model, loaded.explainer, gray, "Grad-CAM"),
+        "predict_gradcam": lambda: gate_predict_and_explain(loaded.model, loaded.explainer, gray, "Grad-CAM"),
         "analyze_file": lambda: service.analyze_file(image),
     }
     return {f"{name}_rps": round(calls_per_second(call, seconds), 2) for name, call in calls.items()}

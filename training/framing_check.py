@@ -22,9 +22,9 @@ from cxr_pneumonia.config import METRICS_FILENAME
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from training.data import LabelledImages, list_labelled_images, validation_images
+from training.evaluate import BATCH_SIZE
 
 DEFAULT_CROPS = (0.0, 0.075, 0.125)
-BATCH_SIZE = 64
 
 
 def cropped_vertically(gray: np.ndarray, fraction: float) -> np.ndarray:
