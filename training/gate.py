@@ -36,6 +36,7 @@ from cxr_pneumonia.gate import (
     thumbnails,
 )
 from cxr_pneumonia.imaging import read_image_file
+from cxr_pneumonia.model import ModelConfig, inference_graph
 from cxr_pneumonia.preprocessing import to_model_input
 from training.data import LabelledImages, list_labelled_images, validation_images
 
@@ -200,7 +201,9 @@ def fit_gate(model_dir: Path, data_dir: Path, max_images: int = MAX_FIT_IMAGES,
     image_size = int(config["image_size"])
     keras_model = keras.saving.load_model(model_dir / MODEL_FILENAME, compile=False, safe_mode=True)
     feature_layers = feature_layers or default_feature_layers(keras_model)
-    features = feature_function(keras_model, feature_layers)
+    # The folded graph the app runs, so the fitted statistics describe exactly the features it computes.
+    inference_model = inference_graph(keras_model, ModelConfig.from_json(config).gradcam_layer, feature_layers)
+    features = feature_function(inference_model, feature_layers)
     validation = validation_images(model_dir)
     fitted = fit_images(data_dir, validation, max_images, seed)
     inputs = np.concatenate(inputs_with_changes(fitted.paths, image_size, seed))
