@@ -31,6 +31,22 @@ def timed_ms(function: Callable[[], object], repeats: int, warmup: int = 3) -> l
     return times
 
 
+def timed_ms_interleaved(functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
+                         ) -> dict[str, list[float]]:
+    """Wall times in milliseconds of each function, called in turn round after round: a slow spell of a
+    shared machine then hits every function alike, which keeps their ratio honest."""
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            times[name].append((time.perf_counter() - started) * 1000)
+    return times
+
+
 def percentiles(times: list[float]) -> dict[str, float]:
     """Median, 95th and 99th percentile, rounded to 0.1."""
     return {f"p{q}": round(float(np.percentile(times, q)), 1) for q in (50, 95, 99)}
@@ -68,8 +84,17 @@ class AppProcess:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the app process has used so far, all threads."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        return _cpu_seconds(Path(f"/proc/{self.process.pid}/stat"))
+
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU time so far of each of the app's threads, by thread id."""
+        seconds = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                seconds[task.name] = _cpu_seconds(task / "stat")
+            except OSError:  # the thread ended meanwhile
+                continue
+        return seconds
 
     def stop(self) -> None:
         self.process.terminate()
@@ -77,6 +102,11 @@ class AppProcess:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def start_app(extra_env: dict[str, str] | None = None, log_path: Path | None = None) -> AppProcess:

@@ -7,6 +7,7 @@ seed baseline, in-process and over HTTP, plus cold start and peak memory.
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
 import sys
 import time
@@ -17,7 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from gradio_client import handle_file  # noqa: E402
 
-from bench.common import new_client, percentiles, report, start_app, timed_ms, wait_for_client  # noqa: E402
+from bench.common import (  # noqa: E402
+    new_client, percentiles, report, start_app, timed_ms, timed_ms_interleaved, wait_for_client,
+)
 from cxr_pneumonia.architectures import build_model, count_flops, last_conv_layer_name  # noqa: E402
 from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DEFAULT_DATA_DIR  # noqa: E402
 from cxr_pneumonia.explain import METHODS, Explainer  # noqa: E402
@@ -54,12 +57,14 @@ def random_weights_model(arch: str, image_size: int) -> PneumoniaModel:
     return PneumoniaModel(keras_model, ModelConfig(image_size=image_size, gradcam_layer=last_conv_layer_name(keras_model)))
 
 
-def architecture_row(model: PneumoniaModel, gray: np.ndarray, repeats: int) -> dict:
-    """Size, FLOPs and predict + Grad-CAM time of one architecture, through the app's path."""
-    explainer = Explainer(model)
-    times = timed_ms(lambda: explain_without_gate(model, explainer, gray), repeats)
-    return {"parameters": model.keras_model.count_params(), "mflops": round(count_flops(model.keras_model) / 1e6),
-            "predict+Grad-CAM": percentiles(times)}
+def architecture_rows(models: dict[str, PneumoniaModel], gray: np.ndarray, repeats: int) -> dict:
+    """Size, FLOPs and predict + Grad-CAM time of each architecture through the app's path, timed in
+    interleaved rounds."""
+    explainers = {name: Explainer(model) for name, model in models.items()}
+    calls = {name: functools.partial(explain_without_gate, model, explainers[name], gray) for name, model in models.items()}
+    times = timed_ms_interleaved(calls, repeats)
+    return {name: {"parameters": model.keras_model.count_params(), "mflops": round(count_flops(model.keras_model) / 1e6),
+                   "predict+Grad-CAM": percentiles(times[name])} for name, model in models.items()}
 
 
 def over_http(image: Path, repeats: int) -> dict:
@@ -93,11 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     gray = read_image_file(args.image)
     ours = in_process(model, gray, args.repeats)
     size = model.config.image_size
-    comparison = {
-        "ours": architecture_row(model, gray, args.repeats),
-        "seed_baseline": architecture_row(random_weights_model("seed_baseline", size), gray, args.repeats),
-        "DenseNet121": architecture_row(random_weights_model("DenseNet121", size), gray, max(10, args.repeats // 5)),
-    }
+    comparison = architecture_rows({"ours": model, "seed_baseline": random_weights_model("seed_baseline", size),
+                                    "DenseNet121": random_weights_model("DenseNet121", size)}, gray, args.repeats)
     densenet, same_run_ours = (comparison[name]["predict+Grad-CAM"]["p50"] for name in ("DenseNet121", "ours"))
     result = {
         "image_size": size,
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         "p50_http_reused_tls_ms": http["http_reused_tls"]["p50"],
         "p95_http_reused_tls_ms": http["http_reused_tls"]["p95"],
         "cold_start_s": http["cold_start_s"],
-        "speedup_vs_densenet121": round(densenet / same_run_ours, 1),  # both timed by architecture_row
+        "speedup_vs_densenet121": round(densenet / same_run_ours, 1),  # both timed by architecture_rows
         "app_peak_memory_mb": http["app_peak_memory_mb"],
         "bench_peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "in_process_ms": ours,

@@ -48,7 +48,7 @@ def run_users(app: AppProcess, image: Path, users: int, seconds: float, reuse_tl
             with lock:
                 latencies.append((time.perf_counter() - started) * 1000)
 
-    started, cpu_started = time.perf_counter(), app.cpu_seconds()
+    started, cpu_started, threads_started = time.perf_counter(), app.cpu_seconds(), app.thread_cpu_seconds()
     threads = [threading.Thread(target=user) for _ in range(users)]
     for thread in threads:
         thread.start()
@@ -56,6 +56,10 @@ def run_users(app: AppProcess, image: Path, users: int, seconds: float, reuse_tl
         thread.join()
     elapsed = time.perf_counter() - started
     app_cpu_ms = (app.cpu_seconds() - cpu_started) * 1000 / max(len(latencies), 1)
+    # In our runs the busiest thread was the server's event loop (py-spy dump): one thread, so at most
+    # 1000 / its milliseconds per request can be served, however many cores there are.
+    busiest_ms = max(seconds - threads_started.get(thread, 0.0)
+                     for thread, seconds in app.thread_cpu_seconds().items()) * 1000 / max(len(latencies), 1)
     return {
         "users": users,
         "seconds": round(elapsed, 1),
@@ -67,6 +71,8 @@ def run_users(app: AppProcess, image: Path, users: int, seconds: float, reuse_tl
         "app_cpu_ms_per_request": round(app_cpu_ms, 1),
         "cores": os.cpu_count(),
         "app_capacity_rps_if_alone": round(os.cpu_count() * 1000 / app_cpu_ms, 1) if latencies else None,
+        "busiest_thread_cpu_ms_per_request": round(busiest_ms, 1),
+        "busiest_thread_bound_rps": round(1000 / busiest_ms, 1) if busiest_ms > 0 else None,
     }
 
 
