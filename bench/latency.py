@@ -19,7 +19,13 @@ import numpy as np  # noqa: E402
 from gradio_client import handle_file  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    new_client, percentiles, report, start_app, timed_ms, timed_ms_interleaved, wait_for_client,
+    new_client,
+    percentiles,
+    report,
+    start_app,
+    timed_ms,
+    timed_ms_interleaved,
+    wait_for_client,
 )
 from cxr_pneumonia.architectures import build_model, count_flops, last_conv_layer_name  # noqa: E402
 from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DEFAULT_DATA_DIR  # noqa: E402

@@ -9,7 +9,7 @@ forward time here). Outputs agree with the trained model to float rounding (test
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 import keras
 import numpy as np

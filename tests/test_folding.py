@@ -8,7 +8,11 @@ from scipy.ndimage import zoom
 
 from cxr_pneumonia.architectures import build_model
 from cxr_pneumonia.explain import linear_zoom_matrix
-from cxr_pneumonia.folding import FoldedBatchNormalization, fold_batch_norms, foldable_pairs
+from cxr_pneumonia.folding import (
+    FoldedBatchNormalization,
+    fold_batch_norms,
+    foldable_pairs,
+)
 
 
 def with_random_statistics(model: keras.Model, seed: int = 0) -> keras.Model:
