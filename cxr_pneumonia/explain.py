@@ -67,7 +67,7 @@ class CompiledGradcam:
         """The normalised (size, size) Grad-CAM of `label` from the evidence map, as tf-keras-vis makes it."""
         rectified = np.maximum(evidence[0] if label == "PNEUMONIA" else -evidence[0], 0.0)
         height, width = rectified.shape
-        # scipy.ndimage.zoom(order=1) as two small matrix products: 30x faster at this size, same values.
+        # scipy.ndimage.zoom(order=1) as two small matrix products: over 20x faster here, same values (tested).
         resized = linear_zoom_matrix(height, image_size) @ rectified @ linear_zoom_matrix(width, image_size).T
         return normalize(resized[np.newaxis].astype(np.float32))[0]
 
