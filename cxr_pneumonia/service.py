@@ -152,7 +152,9 @@ class PneumoniaService:
             cached = self._weights.get(location.directory)  # several revisions may fall back to one copy
         if cached is None:
             model = load_model_dir(location.directory)
-            cached = (model, Explainer(model))
+            explainer = Explainer(model)
+            explainer.warm_up()
+            cached = (model, explainer)
             with self._lock:
                 cached = self._weights.setdefault(location.directory, cached)
         model, explainer = cached
