@@ -21,14 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def timed_ms(function: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
     """Wall times in milliseconds of `repeats` calls, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
+    return timed_ms_interleaved({"function": function}, repeats, warmup)["function"]
 
 
 def timed_ms_interleaved(functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
