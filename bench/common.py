@@ -10,9 +10,9 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -128,6 +128,23 @@ def new_client(url: str, reuse_tls: bool = True):
     return Client(url, verbose=False, ssl_verify=shared_tls_context() if reuse_tls else True)
 
 
+def wait_for_rest(app: AppProcess, timeout: float = 180.0) -> None:
+    """Return once the app's REST API answers GET /v1/model."""
+    import httpx
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if app.process.poll() is not None:
+            raise RuntimeError(f"app exited with code {app.process.returncode}")
+        try:
+            if httpx.get(f"{app.url}v1/model", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:  # not up yet
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("the app did not start in time")
+
+
 def wait_for_client(app: AppProcess, timeout: float = 180.0):
     """A gradio_client Client (shared TLS context) once the app answers."""
     deadline = time.perf_counter() + timeout
@@ -136,6 +153,6 @@ def wait_for_client(app: AppProcess, timeout: float = 180.0):
             raise RuntimeError(f"app exited with code {app.process.returncode}")
         try:
             return new_client(app.url)
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:  # not up yet
             time.sleep(0.1)
     raise TimeoutError("the app did not start in time")

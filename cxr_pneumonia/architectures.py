@@ -6,7 +6,7 @@ output is the pneumonia logit, so tf-keras-vis finds the conv layers in the top-
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from keras import layers

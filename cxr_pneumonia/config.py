@@ -10,7 +10,9 @@ MAX_IMAGE_SIZE = 224
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL_DIR = REPO_ROOT / "model"
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "chest_xray"
+# The shared data sets beside the repository; example paths in the manifest are relative to it.
+DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_DATA_DIR = DATA_ROOT / "chest_xray"
 EXAMPLES_MANIFEST = REPO_ROOT / "examples" / "manifest.csv"
 
 DEFAULT_REPO_ID = "cxr-demo/pediatric-pneumonia-cnn"
@@ -28,3 +30,8 @@ MIN_SIDE_PIXELS = 64
 # Decoding a single upload may take at most this long; a small thread pool runs the decodes.
 DECODE_TIMEOUT_SECONDS = 10.0
 DECODE_WORKERS = 2
+# An HTTP request body may hold the largest allowed image as base64 in JSON (4 bytes per 3), plus parameters.
+MAX_REQUEST_BYTES = MAX_FILE_BYTES * 4 // 3 + 64 * 1024
+
+DEFAULT_OPACITY = 0.4  # of the heatmap over the image
+JPEG_QUALITY = 90  # of the images the app sends back

@@ -1,29 +1,41 @@
-"""Class activation maps (tf-keras-vis) and their overlay on the radiograph (matplotlib)."""
+"""Saliency maps (tf-keras-vis: three class activation maps and SmoothGrad) and their overlay on the radiograph."""
 
 from __future__ import annotations
 
 import functools
-from typing import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import keras
 import matplotlib
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageDraw
 from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
 from tf_keras_vis.layercam import Layercam
+from tf_keras_vis.saliency import Saliency
 from tf_keras_vis.utils import normalize
 
-from cxr_pneumonia.gate import GateResult, feature_outputs
+from cxr_pneumonia.explanation_quality import Box, randomised_copy, top_groups
+from cxr_pneumonia.gate import GateResult
 from cxr_pneumonia.model import PneumoniaModel, Prediction
 
 # Score-CAM is left out: with a single sigmoid/logit output it is broken in tf-keras-vis 0.8.7
-# (its issues #78 and #103).
-METHODS: dict[str, type] = {"Grad-CAM": Gradcam, "Grad-CAM++": GradcamPlusPlus, "Layer-CAM": Layercam}
+# (its issues #78 and #103). SmoothGrad is tf-keras-vis's Saliency averaged over noisy copies.
+METHODS: dict[str, type] = {"Grad-CAM": Gradcam, "Grad-CAM++": GradcamPlusPlus, "Layer-CAM": Layercam,
+                            "SmoothGrad": Saliency}
 DEFAULT_METHOD = "Grad-CAM"
+# SmoothGrad: tf-keras-vis's defaults (Smilkov et al. 2017 found 10-20 % noise best); a fixed seed per call,
+# so one image always gets the same map.
+SMOOTHGRAD_SAMPLES = 20
+SMOOTHGRAD_NOISE = 0.20
+SMOOTHGRAD_SEED = 0
 DEFAULT_COLORMAP = "jet"
 COLORMAP_LEVELS = 256  # matplotlib's own colormaps have 256 entries, a PIL palette as many
+BOX_COLOUR = (255, 0, 255)  # magenta: in neither the jet colormap nor the grey film
 
 
 def class_score(label: str) -> Callable:
@@ -76,6 +88,48 @@ class CompiledGradcam:
         return self.class_map(self.logit_and_evidence(model_input)[1], label, model_input.shape[0])
 
 
+class CompiledSmoothGrad:
+    """tf-keras-vis's SmoothGrad (Saliency with smooth_samples) as one compiled pass over all the noisy copies
+    instead of one eager pass each (equality with tf-keras-vis is tested)."""
+
+    def __init__(self, keras_model: keras.Model, samples: int = SMOOTHGRAD_SAMPLES, noise: float = SMOOTHGRAD_NOISE):
+        self.samples, self.noise_level = samples, noise
+        size = keras_model.inputs[0].shape[1]
+
+        signature = [tf.TensorSpec((samples, size, size, 1), tf.float32), tf.TensorSpec((), tf.float32)]
+
+        @tf.function(input_signature=signature)
+        def mean_absolute_gradient(noisy: tf.Tensor, sign: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                tape.watch(noisy)
+                scores = sign * keras_model(noisy, training=False)[:, 0]
+            return tf.reduce_mean(tf.abs(tape.gradient(scores, noisy)), axis=0)  # the copies are independent
+
+        self._mean_absolute_gradient = mean_absolute_gradient.get_concrete_function()
+
+    def noise(self, model_input: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Gaussian noise for every copy, its scale `noise_level` of the input's range (as tf-keras-vis draws it)."""
+        sigma = self.noise_level * (float(model_input.max()) - float(model_input.min()))
+        return rng.normal(0.0, sigma, (self.samples, *model_input.shape))
+
+    def __call__(self, model_input: np.ndarray, label: str, noise: np.ndarray | None = None) -> np.ndarray:
+        """The normalised (size, size) SmoothGrad of `label` (the same map for both labels: it is |gradient|)."""
+        if noise is None:
+            noise = self.noise(model_input, np.random.default_rng(SMOOTHGRAD_SEED))
+        noisy = tf.constant((model_input[np.newaxis] + noise).astype(np.float32))
+        sign = tf.constant(1.0 if label == "PNEUMONIA" else -1.0)
+        gradient = self._mean_absolute_gradient(noisy, sign).numpy()
+        return normalize(np.max(gradient, axis=-1)[np.newaxis])[0]
+
+
+@dataclass(frozen=True)
+class TimedMap:
+    """One method's map and the seconds it took."""
+
+    heatmap: np.ndarray
+    seconds: float
+
+
 @functools.cache
 def linear_zoom_matrix(source: int, target: int) -> np.ndarray:
     """The (target, source) matrix of scipy.ndimage.zoom's linear interpolation along one axis: output
@@ -91,14 +145,17 @@ def linear_zoom_matrix(source: int, target: int) -> np.ndarray:
 
 
 class Explainer:
-    """Heatmaps for one model: compiled Grad-CAM, the other methods through tf-keras-vis."""
+    """Heatmaps for one model: compiled Grad-CAM and SmoothGrad, the other methods through tf-keras-vis."""
 
     def __init__(self, model: PneumoniaModel):
         self.model = model
         self._methods = {name: cls(model.keras_model, clone=False) for name, cls in METHODS.items()}
         inference_model = model.inference_model
-        gate_features = feature_outputs(inference_model, model.gate.feature_layers) if model.gate.present else None
+        gate_features = model.gate.outputs(inference_model) if model.gate.present else None
         self._gradcam = CompiledGradcam(inference_model, model.config.gradcam_layer, gate_features)
+        self._lock = threading.Lock()
+        self._smoothgrad: CompiledSmoothGrad | None = None  # built on first use: the default path never needs it
+        self._randomised_top: Explainer | None = None
 
     def warm_up(self) -> None:
         """Run the compiled pass once on a blank input, so the first request does not pay TensorFlow's
@@ -112,9 +169,41 @@ class Explainer:
             raise ValueError(f"unknown explanation method {method!r}; choose one of {', '.join(METHODS)}")
         if method == "Grad-CAM":
             return self._gradcam(model_input, label)
+        if method == "SmoothGrad":
+            return self.smoothgrad()(model_input, label)
         return self.reference_heatmap(model_input, label, method)
 
-    def predict_and_explain(self, model_input: np.ndarray, method: str = DEFAULT_METHOD) -> tuple[Prediction, np.ndarray]:
+    def smoothgrad(self) -> CompiledSmoothGrad:
+        """The compiled SmoothGrad of this model, built once."""
+        with self._lock:
+            if self._smoothgrad is None:
+                self._smoothgrad = CompiledSmoothGrad(self.model.inference_model)
+            return self._smoothgrad
+
+    def compare(self, model_input: np.ndarray, label: str, methods: Iterable[str] = METHODS) -> dict[str, TimedMap]:
+        """Every method's map of `label` for one image, with its time."""
+        maps = {}
+        for method in methods:
+            started = time.perf_counter()
+            heatmap = self.heatmap(model_input, label, method)
+            maps[method] = TimedMap(heatmap, time.perf_counter() - started)
+        return maps
+
+    def randomised_layers(self) -> tuple[str, ...]:
+        """The layers the randomisation check re-initialises: the cascade from the logit down to the layer
+        Grad-CAM explains."""
+        groups = top_groups(self.model.keras_model, self.model.config.gradcam_layer)
+        return tuple(name for group in groups for name in group)
+
+    def randomised_top(self) -> Explainer:
+        """The explainer of a copy of the model with randomised_layers() re-initialised; built once."""
+        with self._lock:
+            if self._randomised_top is None:
+                self._randomised_top = randomised_explainer(self.model, self.randomised_layers())
+            return self._randomised_top
+
+    def predict_and_explain(self, model_input: np.ndarray, method: str = DEFAULT_METHOD
+                            ) -> tuple[Prediction, np.ndarray]:
         """The calibrated prediction and the heatmap of the decided label; one pass for Grad-CAM."""
         if method != "Grad-CAM":
             prediction = self.model.predict_input(model_input)
@@ -140,6 +229,10 @@ class Explainer:
 
     def reference_heatmap(self, model_input: np.ndarray, label: str, method: str) -> np.ndarray:
         """The heatmap computed by tf-keras-vis itself."""
+        if method == "SmoothGrad":
+            smooth = self._methods[method](class_score(label), model_input[np.newaxis].astype(np.float32),
+                                           smooth_samples=SMOOTHGRAD_SAMPLES, smooth_noise=SMOOTHGRAD_NOISE)
+            return np.asarray(smooth[0], dtype=np.float32)
         cam = self._methods[method](
             class_score(label),
             model_input[np.newaxis].astype(np.float32),
@@ -147,6 +240,11 @@ class Explainer:
             seek_penultimate_conv_layer=False,
         )
         return np.nan_to_num(np.asarray(cam[0], dtype=np.float32), nan=0.0)
+
+
+def randomised_explainer(model: PneumoniaModel, layers: Iterable[str]) -> Explainer:
+    """The explainer of a copy of `model` with the named layers re-initialised (and no input gate)."""
+    return Explainer(PneumoniaModel(randomised_copy(model.keras_model, layers), replace(model.config, gate=None)))
 
 
 def overlay_heatmap(
@@ -162,6 +260,19 @@ def overlay_heatmap(
     base = Image.fromarray(to_uint8(gray), mode="L").convert("RGB")
     # PIL blends 8-bit images in C, 3-4x faster than float arrays here; three roundings cost at most 1.5 levels.
     return np.asarray(Image.blend(base, colours.convert("RGB"), opacity))
+
+
+def draw_boxes(rgb: np.ndarray, boxes: Iterable[Box], image_width: int, image_height: int) -> np.ndarray:
+    """The RGB image with the outlines of boxes given in pixels of an image_width x image_height original."""
+    height, width = rgb.shape[:2]
+    picture = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(picture)
+    scale_x, scale_y = width / image_width, height / image_height
+    line = max(2, round(max(width, height) / 160))
+    for box in boxes:
+        draw.rectangle([box.x * scale_x, box.y * scale_y, (box.x + box.width) * scale_x - 1,
+                        (box.y + box.height) * scale_y - 1], outline=BOX_COLOUR, width=line)
+    return np.asarray(picture)
 
 
 def to_uint8(gray: np.ndarray) -> np.ndarray:

@@ -71,7 +71,8 @@ def foldable_pairs(model: keras.Model, keep: set[str]) -> dict[str, str]:
 
 def folded_weights(convolution: layers.Layer, norm: layers.BatchNormalization) -> list[np.ndarray]:
     """The convolution's weights with the normalisation folded in, in its layer order, bias last."""
-    weights = dict(zip((w.path.rsplit("/", 1)[-1] for w in convolution.weights), convolution.get_weights()))
+    names = (w.path.rsplit("/", 1)[-1] for w in convolution.weights)
+    weights = dict(zip(names, convolution.get_weights(), strict=True))
     mean, variance = (np.asarray(v, dtype=np.float64) for v in (norm.moving_mean, norm.moving_variance))
     gamma = np.asarray(norm.gamma, dtype=np.float64) if norm.scale else np.ones_like(mean)
     beta = np.asarray(norm.beta, dtype=np.float64) if norm.center else np.zeros_like(mean)

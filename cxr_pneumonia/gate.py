@@ -1,22 +1,28 @@
-"""The input gate: refuses images that do not look like the chest X-rays the model was trained on.
+"""The input gate: refuses images that are not frontal chest X-rays like the ones the model was trained on.
 
-Two one-class scores of the preprocessed model input, both fitted on training chest X-rays only:
+Three scores of the preprocessed model input:
 
 - `feature_distance`: Mahalanobis distance of the CNN's features (global averages of a few layers, from
   mid-level texture to the pooled features the classifier reads) to a Gaussian fitted on the training
   images' features (Ledoit-Wolf shrinkage of the covariance of standardised features);
 - `reconstruction_error`: root-mean-square error of a 32x32 thumbnail of the input rebuilt from the
-  principal components of the training thumbnails.
+  principal components of the training thumbnails;
+- `not_frontal_chest`: the log-odds, from a small CNN trained to tell frontal chest X-rays from other
+  radiographs, turned or partial chest X-rays and pictures that are not X-rays, that the input is not a
+  frontal chest X-ray. A second head of the same CNN says what a refused image looks like, when it is sure.
 
-An image is refused when either score exceeds its threshold. The arrays live in the model directory's
-gate.npz, the thresholds and the method in the "gate" block of its config.json.
+The first two are one-class scores, fitted on training chest X-rays alone; the third needs examples of what
+to refuse. An image is refused when any score exceeds its threshold. A model directory keeps the arrays in
+gate.npz, the small CNN in gate_classifier.keras, and the thresholds and the method in the "gate" block of
+its config.json; gates fitted before the classifier existed have the first two scores only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -26,52 +32,86 @@ from PIL import Image
 from cxr_pneumonia.architectures import LOGIT_LAYER
 
 GATE_FILENAME = "gate.npz"
+CLASSIFIER_FILENAME = "gate_classifier.keras"
 # Layers whose global averages make the feature vector: two mid-level stages of our CNN and the pooled
 # features the classifier reads (other architectures use the layers of these they have, or the penultimate).
 FEATURE_LAYERS = ("stage2_pool", "stage3_pool", "pool")
 THUMBNAIL_SIZE = 32
 FEATURE_BATCH = 64
-SCORE_NAMES = ("feature_distance", "reconstruction_error")
+ONE_CLASS_SCORES = ("feature_distance", "reconstruction_error")
+CLASSIFIER_SCORE = "not_frontal_chest"
+SCORE_NAMES = (*ONE_CLASS_SCORES, CLASSIFIER_SCORE)
 SCORE_LABELS = {"feature_distance": "distance of the CNN's features from those of training chest X-rays",
-                "reconstruction_error": "error rebuilding a thumbnail from training chest X-ray patterns"}
+                "reconstruction_error": "error rebuilding a thumbnail from training chest X-ray patterns",
+                CLASSIFIER_SCORE: "log-odds of the gate's classifier that this is not a frontal chest X-ray"}
 GATE_METHOD = (
-    "refuse when either one-class score of the preprocessed input exceeds its threshold: "
-    "Mahalanobis distance of the CNN's features (global averages of feature_layers) to a Gaussian fitted on "
-    "training chest X-rays (Ledoit-Wolf shrinkage of standardised features), or RMS reconstruction error of a 32x32 thumbnail "
-    "from the principal components of the training thumbnails"
+    "refuse when any score of the preprocessed input exceeds its threshold: Mahalanobis distance of the CNN's "
+    "features (global averages of feature_layers) to a Gaussian fitted on training chest X-rays (Ledoit-Wolf "
+    "shrinkage of standardised features); RMS reconstruction error of a 32x32 thumbnail from the principal "
+    "components of the training thumbnails; and the log-odds that the input is not a frontal chest X-ray from "
+    "a small CNN (gate_classifier.keras) trained on training chest X-rays against other radiographs, turned "
+    "and partial chest X-rays and synthetic pictures that are not X-rays"
 )
+# The classifier's outputs: column 0 is its log-odds that the input is not a frontal chest X-ray, the others
+# are logits of what a refused image looks like, over its classes after the first (config.json lists them all).
+FRONTAL_CHEST = "frontal_chest"
+# What a refused image looks like, by the classifier's class, and what to upload instead.
+KIND_MESSAGES = {
+    "lateral_chest": ("a lateral (side) view of the chest", "Upload the frontal (PA or AP) view instead."),
+    "other_body_part": ("an X-ray of another part of the body", "Upload a frontal chest X-ray instead."),
+    "turned_chest": ("a chest X-ray turned on its side or upside down",
+                     "Upload it upright, the way a frontal chest X-ray is read."),
+    "part_of_chest": ("only part of a chest X-ray (a close-up or a narrow crop)",
+                      "Upload the whole frontal chest X-ray."),
+    "not_xray": ("something that is not an X-ray (a photo, a drawing or another kind of scan)",
+                 "Upload a frontal chest X-ray instead."),
+}
+# A refused image's most probable kind names what it looks like only when the classifier refused it too and
+# gives that kind at least this probability.
+KNOWN_KIND_PROBABILITY = 0.5
 REFUSAL_MESSAGE = (
-    "This does not look like a chest X-ray (frontal chest radiograph). The model only answers for chest "
-    "X-rays; it refused this image rather than guess."
+    "This does not look like a chest X-ray (frontal chest radiograph). The model only answers for frontal "
+    "chest X-rays; it refused this image rather than guess. Upload a frontal (PA or AP) chest X-ray, whole "
+    "and upright."
 )
 PASSED_MESSAGE = "The input gate found that this image looks like the chest X-rays the model was trained on."
 ABSENT_MESSAGE = "This model version has no input gate: the image was not checked for being a chest X-ray."
 _STATISTIC_KEYS = ("feature_mean", "feature_precision", "thumbnail_mean", "thumbnail_components")
 
-FeatureFunction = Callable[[np.ndarray], np.ndarray]
+GateFunction = Callable[[np.ndarray], np.ndarray]
+
+
+def refusal_message(kind: str | None) -> str:
+    """What the person is told about a refused image: what it looks like when the gate knows, and what to upload."""
+    if kind not in KIND_MESSAGES:
+        return REFUSAL_MESSAGE
+    looks_like, instead = KIND_MESSAGES[kind]
+    return (f"This does not look like a chest X-ray the model reads (a frontal chest radiograph): it looks like "
+            f"{looks_like}. The model refused it rather than guess. {instead}")
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """The gate's verdict on one image: passed or refused, with its scores and their thresholds."""
+    """The gate's verdict on one image: passed or refused, with its scores, their thresholds and, for a
+    refusal, what the image looks like when the gate knows."""
 
     passed: bool
     scores: dict[str, float]
     thresholds: dict[str, float]
     message: str
     checked: bool = True
+    kind: str | None = None
 
     def explanation(self) -> str:
         """The message, and for a refusal which score was over its limit, in Markdown."""
         if self.passed:
             return self.message
         over = [f"{SCORE_LABELS[name]} {self.scores[name]:.3g} (limit {self.thresholds[name]:.3g})"
-                for name in SCORE_NAMES if self.scores[name] > self.thresholds[name]]
+                for name in self.scores if self.scores[name] > self.thresholds[name]]
         return (
-            f"**{self.message}**\n\nInput gate: {'; '.join(over)}. The gate compares the image with the "
-            "chest X-rays the model was trained on (pediatric frontal radiographs from one hospital), so a "
-            "chest X-ray that looks very different from those, for example cropped, rotated or with wide "
-            "borders, can be refused too. Upload a frontal chest radiograph, whole and upright."
+            f"**{self.message}**\n\nInput gate: {'; '.join(over)}. The gate compares the image with the frontal "
+            "chest X-rays the model was trained on, so a chest X-ray that looks very different from those, for "
+            "example cropped, rotated or with wide borders, can be refused too."
         )
 
 
@@ -125,25 +165,36 @@ def thumbnails(batch: np.ndarray) -> np.ndarray:
     return np.reshape(small, (len(batch), THUMBNAIL_SIZE * THUMBNAIL_SIZE))
 
 
-def feature_outputs(keras_model: keras.Model, layer_names: list[str] | tuple[str, ...]):
-    """The symbolic (n, p) gate features of the model: global averages of the named layers, concatenated."""
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from (n, k) logits."""
+    shifted = np.exp(np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def gate_outputs(keras_model: keras.Model, layer_names: list[str] | tuple[str, ...],
+                 classifier: keras.Model | None = None):
+    """The symbolic (n, p [+ k]) gate outputs of the model's forward pass: global averages of the named
+    layers, concatenated, and the gate classifier's logits on the same input when there is one."""
     outputs = [_global_average(_layer(keras_model, name).output) for name in layer_names]
+    if classifier is not None:
+        outputs.append(classifier(keras_model.inputs[0]))
     return outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
 
 
-def feature_function(keras_model: keras.Model, layer_names: list[str] | tuple[str, ...]) -> FeatureFunction:
-    """A compiled function from a batch of model inputs to the (n, p) global averages of the named layers."""
-    extractor = keras.Model(keras_model.inputs, feature_outputs(keras_model, layer_names))
+def gate_function(keras_model: keras.Model, layer_names: list[str] | tuple[str, ...],
+                  classifier: keras.Model | None = None) -> GateFunction:
+    """A compiled function from a batch of model inputs to its (n, p [+ k]) `gate_outputs`."""
+    extractor = keras.Model(keras_model.inputs, gate_outputs(keras_model, layer_names, classifier))
     size = keras_model.inputs[0].shape[1]
     compiled = tf.function(lambda batch: extractor(batch, training=False),
                            input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)])
 
-    def features(batch: np.ndarray) -> np.ndarray:
+    def outputs(batch: np.ndarray) -> np.ndarray:
         chunks = [compiled(tf.convert_to_tensor(batch[start : start + FEATURE_BATCH], tf.float32)).numpy()
                   for start in range(0, len(batch), FEATURE_BATCH)]
         return np.concatenate(chunks) if chunks else np.zeros((0, extractor.output.shape[-1]), np.float32)
 
-    return features
+    return outputs
 
 
 def default_feature_layers(keras_model: keras.Model) -> list[str]:
@@ -173,42 +224,84 @@ def _global_average(tensor):
 
 
 class InputGate:
-    """Checks model inputs against the chest X-ray statistics; an absent gate passes everything."""
+    """Checks model inputs against the chest X-ray statistics and the gate classifier; an absent gate passes
+    everything."""
 
     def __init__(self, statistics: GateStatistics | None = None, thresholds: dict[str, float] | None = None,
-                 features: FeatureFunction | None = None, feature_layers: tuple[str, ...] = ()):
-        if statistics is not None and (features is None or set(thresholds or {}) != set(SCORE_NAMES)):
-            raise ValueError(f"a gate needs a feature function and thresholds for {', '.join(SCORE_NAMES)}")
+                 outputs: GateFunction | None = None, feature_layers: tuple[str, ...] = (),
+                 classifier: keras.Model | None = None, classes: tuple[str, ...] = ()):
+        names = set(SCORE_NAMES) if classifier is not None else set(ONE_CLASS_SCORES)
+        if statistics is not None and (outputs is None or set(thresholds or {}) != names):
+            raise ValueError(f"a gate needs its output function and thresholds for {', '.join(sorted(names))}")
+        if classifier is not None and (not classes or classes[0] != FRONTAL_CHEST):
+            raise ValueError(f"the gate classifier's classes must start with {FRONTAL_CHEST}, not {classes}")
         self.statistics = statistics
         self.thresholds = dict(thresholds or {})
         self.feature_layers = tuple(feature_layers)
-        self._features = features
+        self.classifier = classifier
+        self.classes = tuple(classes)
+        self._outputs = outputs
 
     @property
     def present(self) -> bool:
         return self.statistics is not None
 
-    def scores(self, batch: np.ndarray, features: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Both scores for a batch of (s, s, 1) model inputs (empty for an absent gate); pass `features`
-        when a forward pass already computed them (see `feature_outputs`)."""
-        if self.statistics is None:
-            return {}
-        return {
-            "feature_distance": self.statistics.feature_distance(self._features(batch) if features is None else features),
-            "reconstruction_error": self.statistics.reconstruction_error(thumbnails(batch)),
-        }
+    def outputs(self, keras_model: keras.Model):
+        """The symbolic gate outputs of `keras_model`'s forward pass, for a caller that runs that pass anyway
+        (the explainer's compiled Grad-CAM); pass its values to `scores` or `check`."""
+        return gate_outputs(keras_model, self.feature_layers, self.classifier)
+
+    def scores(self, batch: np.ndarray, outputs: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Every score for a batch of (s, s, 1) model inputs (empty for an absent gate); pass `outputs` when
+        a forward pass already computed them (see `outputs`)."""
+        return self._scores_and_logits(batch, outputs)[0]
 
     def refused(self, batch: np.ndarray) -> np.ndarray:
         """A boolean per image of the batch: True where the gate refuses it."""
         return refused_by(self.scores(batch), self.thresholds, len(batch))
 
-    def check(self, model_input: np.ndarray, features: np.ndarray | None = None) -> GateResult:
-        """The verdict on one (s, s, 1) model input, given its (1, p) features if already computed."""
+    def assess(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, list[str | None]]:
+        """Every score of a batch, a boolean per image (refused) and, for each refused image, what it looks
+        like when the gate knows (None otherwise)."""
+        scores, logits = self._scores_and_logits(batch, None)
+        refused = refused_by(scores, self.thresholds, len(batch))
+        kinds = [self.known_kind(logits[index]) if flag and logits is not None else None
+                 for index, flag in enumerate(refused)]
+        return scores, refused, kinds
+
+    def check(self, model_input: np.ndarray, outputs: np.ndarray | None = None) -> GateResult:
+        """The verdict on one (s, s, 1) model input, given its (1, ...) gate outputs if already computed."""
         if self.statistics is None:
             return GateResult(True, {}, {}, ABSENT_MESSAGE, checked=False)
-        scores = {name: float(values[0]) for name, values in self.scores(model_input[np.newaxis], features).items()}
-        passed = all(scores[name] <= self.thresholds[name] for name in SCORE_NAMES)
-        return GateResult(passed, scores, dict(self.thresholds), PASSED_MESSAGE if passed else REFUSAL_MESSAGE)
+        batch_scores, logits = self._scores_and_logits(model_input[np.newaxis], outputs)
+        scores = {name: float(values[0]) for name, values in batch_scores.items()}
+        if all(scores[name] <= self.thresholds[name] for name in scores):
+            return GateResult(True, scores, dict(self.thresholds), PASSED_MESSAGE)
+        kind = None if logits is None else self.known_kind(logits[0])
+        return GateResult(False, scores, dict(self.thresholds), refusal_message(kind), kind=kind)
+
+    def known_kind(self, outputs: np.ndarray) -> str | None:
+        """What a refused input looks like, from its classifier outputs: the most probable kind if the classifier
+        refused it too and gives that kind KNOWN_KIND_PROBABILITY or more; else None (the gate does not know)."""
+        if outputs[0] <= self.thresholds[CLASSIFIER_SCORE]:
+            return None
+        probabilities = softmax(np.asarray(outputs)[np.newaxis, 1:])[0]
+        best = int(np.argmax(probabilities))
+        return self.classes[best + 1] if probabilities[best] >= KNOWN_KIND_PROBABILITY else None
+
+    def _scores_and_logits(self, batch: np.ndarray, outputs: np.ndarray | None
+                           ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        if self.statistics is None:
+            return {}, None
+        outputs = self._outputs(batch) if outputs is None else np.asarray(outputs)
+        n_features = len(self.statistics.feature_mean)
+        scores = {"feature_distance": self.statistics.feature_distance(outputs[:, :n_features]),
+                  "reconstruction_error": self.statistics.reconstruction_error(thumbnails(batch))}
+        if self.classifier is None:
+            return scores, None
+        logits = outputs[:, n_features:]
+        scores[CLASSIFIER_SCORE] = logits[:, 0].astype(np.float64)
+        return scores, logits
 
 
 def refused_by(scores: dict[str, np.ndarray], thresholds: dict[str, float], n: int) -> np.ndarray:
@@ -219,8 +312,27 @@ def refused_by(scores: dict[str, np.ndarray], thresholds: dict[str, float], n: i
     return refused
 
 
+def load_classifier(directory: str | Path, block: dict[str, Any], image_size: int) -> keras.Model | None:
+    """The gate classifier named by a "gate" block (None for a gate without one), checked against its classes."""
+    described = block.get("classifier")
+    if not described:
+        return None
+    path = Path(directory) / described["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"config.json describes a gate classifier but {described['file']} is missing "
+                                f"from {directory}")
+    classifier = keras.saving.load_model(path, compile=False, safe_mode=True)
+    if tuple(classifier.inputs[0].shape[1:]) != (image_size, image_size, 1):
+        raise ValueError(f"{described['file']} takes inputs of shape {classifier.inputs[0].shape[1:]}, not the model's")
+    if classifier.outputs[0].shape[-1] != len(described["classes"]):
+        raise ValueError(f"{described['file']} has {classifier.outputs[0].shape[-1]} outputs for "
+                         f"{len(described['classes'])} classes")
+    return classifier
+
+
 def load_gate(directory: str | Path, keras_model: keras.Model, block: dict[str, Any] | None) -> InputGate:
-    """The gate described by a config.json "gate" block, with its arrays from gate.npz (absent if no block)."""
+    """The gate described by a config.json "gate" block, with its arrays from gate.npz and its classifier
+    (absent if no block)."""
     if not block:
         return InputGate()
     path = Path(directory) / GATE_FILENAME
@@ -228,10 +340,15 @@ def load_gate(directory: str | Path, keras_model: keras.Model, block: dict[str, 
         raise FileNotFoundError(f"config.json describes an input gate but {GATE_FILENAME} is missing from {directory}")
     statistics = GateStatistics.load(path)
     if statistics.thumbnail_mean.shape != (THUMBNAIL_SIZE * THUMBNAIL_SIZE,):
-        raise ValueError(f"{GATE_FILENAME} was fitted on thumbnails of another size than {THUMBNAIL_SIZE}x{THUMBNAIL_SIZE}")
-    features = feature_function(keras_model, block["feature_layers"])
-    if features(np.zeros((1, *keras_model.inputs[0].shape[1:]), np.float32)).shape[1] != len(statistics.feature_mean):
+        raise ValueError(f"{GATE_FILENAME} was fitted on thumbnails of another size than "
+                         f"{THUMBNAIL_SIZE}x{THUMBNAIL_SIZE}")
+    image_size = keras_model.inputs[0].shape[1]
+    classifier = load_classifier(directory, block, image_size)
+    classes = tuple(block["classifier"]["classes"]) if classifier is not None else ()
+    outputs = gate_function(keras_model, block["feature_layers"], classifier)
+    n_outputs = outputs(np.zeros((1, image_size, image_size, 1), np.float32)).shape[1]
+    if n_outputs != len(statistics.feature_mean) + len(classes):
         raise ValueError(f"{GATE_FILENAME} was fitted on {len(statistics.feature_mean)} features, but layers "
                          f"{block['feature_layers']} of this model give another number")
     thresholds = {name: float(value) for name, value in block["thresholds"].items()}
-    return InputGate(statistics, thresholds, features, tuple(block["feature_layers"]))
+    return InputGate(statistics, thresholds, outputs, tuple(block["feature_layers"]), classifier, classes)

@@ -8,11 +8,11 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx2
 from huggingface_hub import (
@@ -169,7 +169,7 @@ def _within_deadline(task: Callable[[], ModelLocation], seconds: float) -> Model
     def run() -> None:
         try:
             outcome.set_result(task())
-        except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
+        except BaseException as error:
             outcome.set_exception(error)
 
     threading.Thread(target=run, name="hub-download", daemon=True).start()

@@ -74,13 +74,21 @@ class ImageDecodeError(ValueError):
     """An input that cannot be read as an image; the message is meant for the user."""
 
 
+class UnsupportedImageError(ImageDecodeError):
+    """Bytes that are not an image in a format this app decodes: a PDF, a HEIC photo, compressed DICOM..."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image over the byte or pixel limits, or too big or too slow to decode here."""
+
+
 def read_image_file(path: str | Path, timeout: float | None = None) -> np.ndarray:
     """Decode the image file at `path` into a 2-D float32 array in [0, 1], within `timeout` seconds if given."""
     path = Path(path)
     if not path.is_file():
         raise ImageDecodeError(f"File not found: {path.name}")
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise ImageDecodeError(_too_large_message(path.stat().st_size))
+        raise ImageTooLargeError(_too_large_message(path.stat().st_size))
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -102,7 +110,7 @@ def decode_image_with_timeout(
         return future.result(timeout=seconds)
     except TimeoutError:
         future.cancel()
-        raise ImageDecodeError(
+        raise ImageTooLargeError(
             f"Reading the image took longer than {seconds:g} seconds, so it was stopped. "
             "Please upload a smaller JPEG or PNG."
         ) from None
@@ -110,16 +118,16 @@ def decode_image_with_timeout(
 
 def decode_image(data: bytes, filename: str | None = None) -> np.ndarray:
     """Decode image bytes (the first frame of a multi-frame file) to 2-D float32 in [0, 1]."""
-    _check_file_size(len(data))
+    check_file_size(len(data))
     try:
         gray = _decode_pixels(data, filename)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageDecodeError(f"The image has over {MAX_PIXELS:,} pixels.") from error
+        raise ImageTooLargeError(f"The image has over {MAX_PIXELS:,} pixels.") from error
     except MemoryError as error:
-        raise ImageDecodeError("The image is too large to decode on this server.") from error
-    except Exception as error:  # noqa: BLE001 - hostile bytes can make the decoders fail any way
+        raise ImageTooLargeError("The image is too large to decode on this server.") from error
+    except Exception as error:  # hostile bytes can make the decoders fail any way
         raise ImageDecodeError(_damaged_message(filename)) from error
     if gray.max() == gray.min():
         raise ImageDecodeError("The image is blank: every pixel has the same value.")
@@ -148,7 +156,7 @@ def _decode_pixels(data: bytes, filename: str | None) -> np.ndarray:
     except UnidentifiedImageError:
         if filename and filename.lower().endswith(DICOM_SUFFIXES):
             return _decode_dicom(data, filename)
-        raise ImageDecodeError(_unrecognised_message(data, filename)) from None
+        raise UnsupportedImageError(_unrecognised_message(data, filename)) from None
     with image:
         _check_dimensions(*image.size)
         image.load()
@@ -165,15 +173,15 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 def _decode_dicom(data: bytes, filename: str | None) -> np.ndarray:
     """Decode a DICOM file's first frame through its modality LUT and VOI LUT or window."""
     if _DEFLATED_SYNTAX_BYTES in data:
-        raise ImageDecodeError(_undecodable_dicom_message(DeflatedExplicitVRLittleEndian))
+        raise UnsupportedImageError(_undecodable_dicom_message(DeflatedExplicitVRLittleEndian))
     dataset = pydicom.dcmread(io.BytesIO(data), force=True)
     if not any(keyword in dataset for keyword in _DICOM_PIXEL_KEYWORDS):
         if _has_dicom_magic(data):
-            raise ImageDecodeError(
+            raise UnsupportedImageError(
                 f"{_the_file(filename)} is a DICOM file without an image (no pixel data); "
                 "it may be a report or an index. Please upload the X-ray image itself."
             )
-        raise ImageDecodeError(_unrecognised_message(data, filename))
+        raise UnsupportedImageError(_unrecognised_message(data, filename))
     _set_missing_transfer_syntax(dataset)
     _check_dimensions(int(dataset.Columns), int(dataset.Rows))
     _check_dicom_photometric(dataset)
@@ -219,7 +227,7 @@ def _check_dicom_photometric(dataset: Dataset) -> None:
     photometric = str(dataset.get("PhotometricInterpretation", ""))
     if photometric in _DICOM_MONOCHROME or dataset.get("SamplesPerPixel") == 3:
         return
-    raise ImageDecodeError(
+    raise UnsupportedImageError(
         f"This DICOM file stores its pixels as '{_safe_text(photometric)}', which this app "
         "cannot display. Please export the X-ray as grayscale (MONOCHROME) DICOM, PNG or JPEG."
     )
@@ -232,7 +240,7 @@ def _check_dicom_decoder(syntax: UID) -> None:
     except NotImplementedError:
         available = False
     if not available:
-        raise ImageDecodeError(_undecodable_dicom_message(syntax))
+        raise UnsupportedImageError(_undecodable_dicom_message(syntax))
 
 
 def _stretch_to_unit(values: np.ndarray) -> np.ndarray:
@@ -249,17 +257,18 @@ def _stretch_to_unit(values: np.ndarray) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def _check_file_size(size_bytes: int) -> None:
+def check_file_size(size_bytes: int) -> None:
+    """Refuse an empty file, or one over the byte limit, before reading it whole."""
     if size_bytes == 0:
         raise ImageDecodeError("The file is empty.")
     if size_bytes > MAX_FILE_BYTES:
-        raise ImageDecodeError(_too_large_message(size_bytes))
+        raise ImageTooLargeError(_too_large_message(size_bytes))
 
 
 def _check_dimensions(width: int, height: int) -> None:
     """Refuse too many or too few pixels from the header, before any pixel is decoded."""
     if width * height > MAX_PIXELS:
-        raise ImageDecodeError(
+        raise ImageTooLargeError(
             f"The image is {width}x{height} pixels, over the limit of {MAX_PIXELS:,} pixels."
         )
     if min(width, height) < MIN_SIDE_PIXELS:

@@ -104,7 +104,7 @@ def binary_report(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
     sensitivity = _ratio(tp, tp + fn)
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "n_pneumonia": int(labels.sum()),
         "n_normal": int(len(labels) - labels.sum()),
         "threshold": float(threshold),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from cxr_pneumonia.config import (
 )
 from cxr_pneumonia.folding import fold_batch_norms
 from cxr_pneumonia.gate import InputGate, load_gate
-from cxr_pneumonia.preprocessing import load_model_input, to_model_input
+from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, load_model_input, to_model_input
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,10 @@ class ModelConfig:
     image_size: int
     threshold: float = 0.5
     temperature: float = 1.0
+    logit_offset: float = 0.0
     labels: tuple[str, ...] = LABELS
     gradcam_layer: str = "last_conv"
+    normalization: str = DEFAULT_NORMALIZATION
     gate: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -43,7 +45,8 @@ class ModelConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
         """Read the keys we use from a config.json mapping and keep the rest in `extra`."""
-        known = {"image_size", "threshold", "temperature", "labels", "gradcam_layer", "gate"}
+        known = {"image_size", "threshold", "temperature", "logit_offset", "labels", "gradcam_layer", "normalization",
+                 "gate"}
         labels = tuple(data.get("labels", LABELS))
         if labels != LABELS:
             raise ValueError(f"model labels {labels} differ from the app's {LABELS}")
@@ -51,8 +54,10 @@ class ModelConfig:
             image_size=int(data["image_size"]),
             threshold=float(data.get("threshold", 0.5)),
             temperature=float(data.get("temperature", 1.0)),
+            logit_offset=float(data.get("logit_offset", 0.0)),
             labels=labels,
             gradcam_layer=str(data.get("gradcam_layer", "last_conv")),
+            normalization=str(data.get("normalization", DEFAULT_NORMALIZATION)),
             gate=data.get("gate"),
             extra={key: value for key, value in data.items() if key not in known},
         )
@@ -91,13 +96,17 @@ class PneumoniaModel:
             input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)],
         ).get_concrete_function()
 
+    def with_gradcam_layer(self, layer_name: str) -> PneumoniaModel:
+        """The same model and gate with Grad-CAM explaining another layer (to compare layers)."""
+        return PneumoniaModel(self.keras_model, replace(self.config, gradcam_layer=layer_name), self.metrics, self.gate)
+
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
         """A decoded grayscale image as the (size, size, 1) model input."""
-        return to_model_input(gray, self.config.image_size)
+        return to_model_input(gray, self.config.image_size, self.config.normalization)
 
     def preprocess_file(self, path: str | Path) -> np.ndarray:
         """An image file read and preprocessed as the model input."""
-        return load_model_input(path, self.config.image_size)
+        return load_model_input(path, self.config.image_size, self.config.normalization)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw pneumonia logits for a batch of preprocessed images."""
@@ -105,7 +114,7 @@ class PneumoniaModel:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Temperature-calibrated pneumonia probabilities for a batch of preprocessed images."""
-        return calibrated_probability(self.logits(batch), self.config.temperature)
+        return calibrated_probability(self.logits(batch), self.config.temperature, self.config.logit_offset)
 
     def predict(self, gray: np.ndarray) -> Prediction:
         """Calibrated prediction for one decoded grayscale image (the input gate is not consulted)."""
@@ -117,8 +126,8 @@ class PneumoniaModel:
 
     def prediction_from_logit(self, logit: float) -> Prediction:
         """The calibrated prediction for one raw pneumonia logit."""
-        return Prediction(float(calibrated_probability(np.array([logit]), self.config.temperature)[0]),
-                          self.config.threshold)
+        probability = calibrated_probability(np.array([logit]), self.config.temperature, self.config.logit_offset)
+        return Prediction(float(probability[0]), self.config.threshold)
 
 
 def inference_graph(keras_model: keras.Model, gradcam_layer: str, gate_layers: Iterable[str] = ()) -> keras.Model:
@@ -126,9 +135,9 @@ def inference_graph(keras_model: keras.Model, gradcam_layer: str, gate_layers: I
     return fold_batch_norms(keras_model, keep=(gradcam_layer, *gate_layers))
 
 
-def calibrated_probability(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Sigmoid of logits divided by the calibration temperature."""
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
+def calibrated_probability(logits: np.ndarray, temperature: float, offset: float = 0.0) -> np.ndarray:
+    """Sigmoid of the logits divided by the calibration temperature, plus the calibration offset (Platt scaling)."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature + offset
     return 1.0 / (1.0 + np.exp(-scaled))
 
 

@@ -1,21 +1,29 @@
-"""What the UI calls: load models by revision (cached), analyse an upload, describe the model."""
+"""What the UI and the REST API call: load models by revision (cached), analyse an upload, describe the model,
+and the explanation lab: every method side by side, the randomisation check, deletion and insertion."""
 
 from __future__ import annotations
 
+import io
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from cxr_pneumonia.config import DECODE_TIMEOUT_SECONDS
+from cxr_pneumonia.config import DECODE_TIMEOUT_SECONDS, DEFAULT_OPACITY, JPEG_QUALITY
+from cxr_pneumonia.examples import content_digest
 from cxr_pneumonia.explain import (
     DEFAULT_METHOD,
     Explainer,
+    TimedMap,
     display_image,
+    draw_boxes,
     overlay_heatmap,
     to_uint8,
 )
+from cxr_pneumonia.explanation_quality import Box, PerturbationCurves, box_mask, localization_scores
 from cxr_pneumonia.gate import GateResult
 from cxr_pneumonia.hub import (
     HUB_ERRORS,
@@ -26,7 +34,8 @@ from cxr_pneumonia.hub import (
     resolve_model,
     version_of,
 )
-from cxr_pneumonia.imaging import read_image_file
+from cxr_pneumonia.imaging import decode_image_with_timeout, read_image_file
+from cxr_pneumonia.lab import RandomisationCheck, faithfulness, randomisation_checks
 from cxr_pneumonia.model import PneumoniaModel, Prediction, load_model_dir
 
 
@@ -70,6 +79,8 @@ class Analysis:
     heatmap: np.ndarray | None
     method: str
     model_info: dict
+    boxes: tuple[Box, ...] = ()
+    box_scores: dict[str, float | bool | None] = field(default_factory=dict)
 
     @property
     def refused(self) -> bool:
@@ -90,6 +101,16 @@ class Analysis:
             f"threshold of {100 * prediction.threshold:.0f} %. This is a demo, not a diagnosis."
         )
 
+    @property
+    def box_statement(self) -> str:
+        """Where the map lies against the radiologists' boxes, in one sentence (or that none are known)."""
+        if not self.boxes:
+            return ("No radiologists' boxes are known for this image: only the adult examples from the RSNA test "
+                    "split that show pneumonia have them.")
+        if not self.box_scores:
+            return ""
+        return box_sentence(self.box_scores, f"The {self.method} map of {self.prediction.label}")
+
     def as_json(self) -> dict:
         """The result as JSON-ready data: gate verdict, probability and label (null when refused), model."""
         return {
@@ -103,14 +124,93 @@ class Analysis:
             "threshold": self.model_info["threshold"],
             "model_version": self.model_info["version"],
             "model_commit": self.model_info["commit"],
+            **({"boxes": [[box.x, box.y, box.width, box.height] for box in self.boxes]} if self.boxes else {}),
+            **self.box_scores,
         }
+
+
+def box_sentence(scores: Mapping[str, float | bool | None], subject: str) -> str:
+    """The hit test and the mass share inside the boxes as a sentence about `subject` (a map)."""
+    if scores["box_mass_share"] is None:
+        return f"{subject} is empty (no pixel has positive evidence): there is nothing to hold against the boxes."
+    where = "inside" if scores["box_hit"] else "outside"
+    return (f"{subject} peaks **{where}** the radiologists' boxes; {100 * scores['box_mass_share']:.0f} % of its "
+            f"mass lies in them, {scores['box_mass_ratio']:.1f} times what a uniform map would put there.")
+
+
+def box_scores(heatmap: np.ndarray, boxes: tuple[Box, ...], image_shape: tuple[int, ...]
+               ) -> dict[str, float | bool | None]:
+    """The pointing-game hit and the map's mass share and ratio inside the boxes (empty without boxes; the
+    shares None, JSON's null, for an empty map, and then no hit)."""
+    if not boxes:
+        return {}
+    mask = box_mask(boxes, image_shape[1], image_shape[0], heatmap.shape[1], heatmap.shape[0])
+    scores = localization_scores(heatmap, mask)
+    if np.isnan(scores["mass_share"]):
+        return {"box_hit": False, "box_mass_share": None, "box_mass_ratio": None}
+    return {"box_hit": bool(scores["hit"]), "box_mass_share": scores["mass_share"],
+            "box_mass_ratio": scores["mass_ratio"]}
+
+
+@dataclass(frozen=True)
+class MethodView:
+    """One method's map in the comparison: its time, its overlay and its scores against the boxes."""
+
+    timed: TimedMap
+    overlay: np.ndarray
+    box_scores: dict[str, float | bool | None]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every method's map of the decided label for one image (none when the input gate refused it)."""
+
+    analysis: Analysis
+    views: dict[str, MethodView]
+
+    def as_json(self) -> dict:
+        """The analysis as JSON with each method's time and box scores."""
+        methods = {method: {"ms": 1000 * view.timed.seconds, **view.box_scores} for method, view in self.views.items()}
+        return {**self.analysis.as_json(), "methods": methods}
+
+
+@dataclass(frozen=True)
+class LabChecks:
+    """The randomisation check and the deletion and insertion curves of every method, for one image."""
+
+    label: str
+    trained_overlays: dict[str, np.ndarray]
+    randomised_overlays: dict[str, np.ndarray]
+    randomisation: dict[str, RandomisationCheck]
+    curves: dict[str, PerturbationCurves]
+    randomised_layers: tuple[str, ...]
+
+    def as_json(self) -> dict:
+        """Per method: Spearman rho, whether it passed, and the areas under the deletion and insertion curves."""
+        return {"explained_label": self.label, "randomised_layers": list(self.randomised_layers),
+                "methods": {method: {"randomisation_rho": check.rho, "randomisation_passed": check.passed,
+                                     "deletion_auc": self.curves[method].deletion_auc,
+                                     "insertion_auc": self.curves[method].insertion_auc}
+                            for method, check in self.randomisation.items()}}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded image made ready for the model, with what the display needs."""
+
+    gray: np.ndarray
+    shown: np.ndarray
+    model_input: np.ndarray
+    boxes: tuple[Box, ...]
+    loaded: LoadedModel
 
 
 class PneumoniaService:
     """Serves predictions and explanations for the configured model and any tagged version."""
 
-    def __init__(self, settings: HubSettings):
+    def __init__(self, settings: HubSettings, known_boxes: Mapping[str, tuple[Box, ...]] | None = None):
         self.settings = settings
+        self.known_boxes = dict(known_boxes or {})  # the radiologists' boxes of the examples, by file digest
         self._models: dict[str, LoadedModel] = {}
         self._weights: dict[Path, tuple[PneumoniaModel, Explainer]] = {}
         self._lock = threading.Lock()
@@ -160,25 +260,103 @@ class PneumoniaService:
         model, explainer = cached
         return LoadedModel(model, explainer, location, version_of(location, self.versions()))
 
-    def analyze_file(self, path: str | Path, method: str = DEFAULT_METHOD, opacity: float = 0.4,
-                     revision: str | None = None) -> Analysis:
-        """Analyse an image file; raises ImageDecodeError with a user-facing message."""
-        return self._analyze(read_image_file(path, timeout=DECODE_TIMEOUT_SECONDS), method, opacity, revision)
+    def analyze_file(self, path: str | Path, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
+                     revision: str | None = None, show_boxes: bool = False) -> Analysis:
+        """Analyse an image file; raises ImageDecodeError with a user-facing message. Known boxes are scored
+        in any case, drawn when `show_boxes`."""
+        return self._analyze(self._prepare_file(path, revision), method, opacity, show_boxes)
 
-    def _analyze(self, gray: np.ndarray, method: str, opacity: float, revision: str | None) -> Analysis:
-        loaded = self.model(revision)
-        model_input = loaded.model.preprocess(gray)
-        gate, prediction, heatmap = loaded.explainer.gate_predict_and_explain(model_input, method)
-        shown = display_image(gray)
-        original = to_uint8(shown)
+    def analyze_bytes(self, data: bytes, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
+                      revision: str | None = None, show_boxes: bool = False) -> Analysis:
+        """Analyse an image file's bytes, e.g. an HTTP request body; raises ImageDecodeError like analyze_file."""
+        return self._analyze(self._prepare_bytes(data, revision), method, opacity, show_boxes)
+
+    def compare_file(self, path: str | Path, opacity: float = DEFAULT_OPACITY, revision: str | None = None,
+                     show_boxes: bool = False) -> Comparison:
+        """Every method's map of the decided label for an image file, timed."""
+        return self._compare(self._prepare_file(path, revision), opacity, show_boxes)
+
+    def compare_bytes(self, data: bytes, opacity: float = DEFAULT_OPACITY, revision: str | None = None,
+                      show_boxes: bool = False) -> Comparison:
+        """compare_file for an image file's bytes."""
+        return self._compare(self._prepare_bytes(data, revision), opacity, show_boxes)
+
+    def check_file(self, path: str | Path, opacity: float = DEFAULT_OPACITY, revision: str | None = None
+                   ) -> LabChecks | None:
+        """The randomisation check and the deletion and insertion curves of every method (None if the gate refuses)."""
+        prepared = self._prepare_file(path, revision)
+        model, explainer = prepared.loaded.model, prepared.loaded.explainer
+        gate, prediction, _ = explainer.gate_predict_and_explain(prepared.model_input)
         if not gate.passed:
-            return Analysis(gate, None, original, None, None, method, loaded.info())
+            return None
+        label = prediction.label
+        trained = {method: timed.heatmap for method, timed in explainer.compare(prepared.model_input, label).items()}
+        checks = randomisation_checks(explainer, prepared.model_input, label, trained)
+        shown = prepared.shown
+        return LabChecks(
+            label=label,
+            trained_overlays={method: overlay_heatmap(shown, heatmap, opacity) for method, heatmap in trained.items()},
+            randomised_overlays={method: overlay_heatmap(shown, check.randomised, opacity)
+                                 for method, check in checks.items()},
+            randomisation=checks,
+            curves=faithfulness(model, prepared.model_input, label, trained),
+            randomised_layers=explainer.randomised_layers(),
+        )
+
+    def boxes_of(self, data: bytes) -> tuple[Box, ...]:
+        """The radiologists' boxes if these bytes are one of the examples that has them."""
+        return self.known_boxes.get(content_digest(data), ()) if self.known_boxes else ()
+
+    def _prepare_file(self, path: str | Path, revision: str | None) -> Prepared:
+        gray = read_image_file(path, timeout=DECODE_TIMEOUT_SECONDS)  # refuses what is too large to hash
+        return self._prepare(gray, self.boxes_of(Path(path).read_bytes()) if self.known_boxes else (), revision)
+
+    def _prepare_bytes(self, data: bytes, revision: str | None) -> Prepared:
+        return self._prepare(decode_image_with_timeout(data, seconds=DECODE_TIMEOUT_SECONDS), self.boxes_of(data),
+                             revision)
+
+    def _prepare(self, gray: np.ndarray, boxes: tuple[Box, ...], revision: str | None) -> Prepared:
+        loaded = self.model(revision)
+        return Prepared(gray, display_image(gray), loaded.model.preprocess(gray), boxes, loaded)
+
+    def _analyze(self, prepared: Prepared, method: str, opacity: float, show_boxes: bool) -> Analysis:
+        loaded = prepared.loaded
+        gate, prediction, heatmap = loaded.explainer.gate_predict_and_explain(prepared.model_input, method)
+        original = to_uint8(prepared.shown)
+        if not gate.passed:
+            return Analysis(gate, None, original, None, None, method, loaded.info(), prepared.boxes)
         return Analysis(
             gate=gate,
             prediction=prediction,
             original=original,
-            overlay=overlay_heatmap(shown, heatmap, opacity),
+            overlay=self._overlay(prepared, heatmap, opacity, show_boxes),
             heatmap=heatmap,
             method=method,
             model_info=loaded.info(),
+            boxes=prepared.boxes,
+            box_scores=box_scores(heatmap, prepared.boxes, prepared.gray.shape),
         )
+
+    def _compare(self, prepared: Prepared, opacity: float, show_boxes: bool) -> Comparison:
+        analysis = self._analyze(prepared, DEFAULT_METHOD, opacity, show_boxes)
+        if analysis.refused:
+            return Comparison(analysis, {})
+        maps = prepared.loaded.explainer.compare(prepared.model_input, analysis.prediction.label)
+        return Comparison(analysis, {
+            method: MethodView(timed, self._overlay(prepared, timed.heatmap, opacity, show_boxes),
+                               box_scores(timed.heatmap, prepared.boxes, prepared.gray.shape))
+            for method, timed in maps.items()})
+
+    @staticmethod
+    def _overlay(prepared: Prepared, heatmap: np.ndarray, opacity: float, show_boxes: bool) -> np.ndarray:
+        overlay = overlay_heatmap(prepared.shown, heatmap, opacity)
+        if show_boxes and prepared.boxes:
+            return draw_boxes(overlay, prepared.boxes, prepared.gray.shape[1], prepared.gray.shape[0])
+        return overlay
+
+
+def encode_jpeg(pixels: np.ndarray) -> bytes:
+    """An image (uint8 gray or RGB) as the JPEG bytes the UI and the REST API send back."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()

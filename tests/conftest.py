@@ -12,7 +12,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cxr_pneumonia.config import DEFAULT_DATA_DIR  # noqa: E402
+from cxr_pneumonia.config import DEFAULT_DATA_DIR
+
+RSNA_DIR = DEFAULT_DATA_DIR.parent / "rsna_pneumonia"
+TINY_TRAINING = ["--epochs", "2", "--image-size", "64", "--batch-size", "8", "--val-fraction", "0.3", "--seed", "7",
+                 "--normalization", "equalize"]
+MINI_RSNA_PER_CLASS = {"development": 5, "test": 2}
 
 # A few patients per class: several images of one patient test the grouped split.
 MINI_TRAIN = {
@@ -24,7 +29,8 @@ MINI_TRAIN = {
 }
 MINI_TEST = {
     "NORMAL": ["IM-0001-0001", "IM-0003-0001", "IM-0005-0001", "IM-0006-0001"],
-    "PNEUMONIA": ["person100_bacteria_475", "person100_bacteria_477", "person100_bacteria_478", "person101_bacteria_483"],
+    "PNEUMONIA": ["person100_bacteria_475", "person100_bacteria_477", "person100_bacteria_478",
+                  "person101_bacteria_483"],
 }
 
 
@@ -51,13 +57,32 @@ def mini_data_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(mini_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real model directory from `python -m training.train` on the miniature data set."""
+def mini_rsna_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder named rsna_pneumonia of symlinks to a few real RSNA images per class, some from its committed
+    test split (so training/splits/rsna_pneumonia_test.csv applies), with the boxes file."""
+    from training.data import read_test_split
+
+    held_out = set(read_test_split(RSNA_DIR))
+    root = tmp_path_factory.mktemp("mini_rsna") / "rsna_pneumonia"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (root / label).mkdir(parents=True)
+        files = sorted((RSNA_DIR / label).iterdir())
+        test = [f for f in files if f"{label}/{f.name}" in held_out][: MINI_RSNA_PER_CLASS["test"]]
+        development = [f for f in files if f"{label}/{f.name}" not in held_out][: MINI_RSNA_PER_CLASS["development"]]
+        for file in test + development:
+            (root / label / file.name).symlink_to(file)
+    (root / "boxes.csv").symlink_to(RSNA_DIR / "boxes.csv")
+    (root / "MANIFEST.csv").symlink_to(RSNA_DIR / "MANIFEST.csv")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(mini_data_dir: Path, mini_rsna_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model directory from `python -m training.train` on the miniature children and adults sets."""
     from training import train
 
     out = tmp_path_factory.mktemp("tiny_model")
-    train.main(["--data", str(mini_data_dir), "--out", str(out), "--epochs", "2", "--image-size", "64",
-                "--batch-size", "8", "--val-fraction", "0.3", "--seed", "7"])
+    train.main(["--data", str(mini_data_dir), str(mini_rsna_dir), "--out", str(out), *TINY_TRAINING])
     return out
 
 

@@ -1,6 +1,6 @@
 """End to end: the real app in a subprocess, driven through Debian's Chromium with Playwright.
 
-Saves docs/screenshot.png, the screenshot the README shows.
+Saves docs/screenshot.png, the screenshot the README shows, and docs/explanation_lab.png.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from cxr_pneumonia.config import DEFAULT_DATA_DIR
+from cxr_pneumonia.explain import METHODS
 from cxr_pneumonia.imaging import ImageDecodeError, decode_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +35,7 @@ PNEUMONIA_IMAGE = DEFAULT_DATA_DIR / "test" / "PNEUMONIA" / "person100_bacteria_
 NORMAL_IMAGE = DEFAULT_DATA_DIR / "test" / "NORMAL" / "IM-0001-0001.jpg"
 STARTUP_SECONDS = 90
 ANALYSIS_MS = 60_000  # the first analysis builds the TensorFlow graph on a busy 2-core machine
+LAB_MS = 120_000  # the lab's first checks build the randomised model's graphs too
 UI_MS = 20_000
 PERCENT = r"\s*\d+(\.\d+)?\s*%"
 
@@ -170,3 +175,51 @@ def test_unreadable_upload_shows_our_message_and_the_app_keeps_serving(page: Pag
     upload(page, NORMAL_IMAGE)
     analyze_and_expect_result(page)
     expect(page.locator("body")).not_to_contain_text("Traceback")
+
+
+def magenta_pixels(page: Page, image: Locator) -> int:
+    """How many pixels of a displayed image are the boxes' magenta (give or take JPEG's rounding)."""
+    pixels = np.asarray(Image.open(BytesIO(page.request.get(image.get_attribute("src")).body())).convert("RGB"), int)
+    return int(np.sum((pixels[..., 0] > 200) & (pixels[..., 1] < 80) & (pixels[..., 2] > 200)))
+
+
+def expect_loaded_images(images: Locator, count: int) -> None:
+    """Wait for `count` images in `images`, each loaded and decoded."""
+    expect(images).to_have_count(count, timeout=LAB_MS)
+    for index in range(count):
+        expect(images.nth(index)).to_have_js_property("complete", True, timeout=UI_MS)
+        assert images.nth(index).evaluate("img => img.naturalWidth") > 0
+
+
+def test_explanation_lab_on_an_adult_example_with_boxes(page: Page) -> None:
+    """Click an adult example with boxes, switch on the boxes and the comparison: four maps with the boxes
+    drawn, and the sanity-check panel; docs/explanation_lab.png is saved."""
+    expect(page.locator("#examples-child img")).not_to_have_count(0, timeout=UI_MS)
+    adults = page.locator("#examples-adult")
+    expect(adults).to_contain_text("the pneumonias have the radiologists' boxes")
+    adults.get_by_text(re.compile(r"^\s*PNEUMONIA, \w+\s*$")).first.click()
+    expect(image_tab(page).locator("img")).to_have_attribute(
+        "src", re.compile(r"/gradio_api/file=.*rsna_pneumonia.*\.jpg$|/gradio_api/file=.*/[0-9a-f-]{36}\.jpg$"),
+        timeout=UI_MS)
+    page.get_by_label("Show the radiologists' boxes").check()
+    analyze_and_expect_result(page)
+    expect(page.locator("#decision")).to_contain_text("the radiologists' boxes", timeout=UI_MS)
+    assert magenta_pixels(page, output_block(page, "Heatmap").locator("img")) > 100
+    page.get_by_role("tab", name="Compare methods").click()
+    maps = page.locator("#compare-maps img")
+    expect_loaded_images(maps, len(METHODS))
+    for method in METHODS:
+        expect(page.locator("#compare-maps")).to_contain_text(f"{method}: ")
+    assert all(magenta_pixels(page, maps.nth(index)) > 100 for index in range(len(METHODS)))
+    sanity = page.locator("#sanity-check")
+    expect(sanity).to_contain_text("Spearman", timeout=LAB_MS)
+    expect(sanity).to_be_visible()
+    for method in METHODS:
+        expect(sanity).to_contain_text(re.compile(rf"{re.escape(method)}\s+-?\d\.\d\d\s+(passed|failed)"))
+    expect_loaded_images(page.locator("#sanity-maps img"), 2 * len(METHODS))
+    expect(page.locator("#faithfulness")).to_contain_text("deletion AUC", timeout=UI_MS)
+    expect_loaded_images(page.locator("#faithfulness-curves img"), 1)  # the matplotlib figure
+    page.wait_for_timeout(500)  # let the last images settle before the screenshot
+    target = REPO_ROOT / "docs" / "explanation_lab.png"
+    page.screenshot(path=target, full_page=True)
+    assert target.stat().st_size > 10_000

@@ -446,7 +446,7 @@ def test_truncated_images_stay_refused_after_importing_the_package() -> None:
 
 
 def test_read_image_file_reports_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ImageDecodeError, match="File not found: absent.png"):
+    with pytest.raises(ImageDecodeError, match=r"File not found: absent\.png"):
         read_image_file(tmp_path / "absent.png")
 
 
@@ -484,7 +484,7 @@ def test_decode_with_timeout_refuses_a_slow_decode(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(imaging, "decode_image", slow_decode)
     try:
-        with pytest.raises(ImageDecodeError, match="took longer than 0.05 seconds"):
+        with pytest.raises(ImageDecodeError, match=r"took longer than 0\.05 seconds"):
             decode_image_with_timeout(b"data", "a.png", 0.05)
     finally:
         release.set()

@@ -11,7 +11,7 @@ from cxr_pneumonia.metrics import (
     roc_auc,
     wilson_interval,
 )
-from training.calibration import fit_temperature, youden_threshold
+from training.calibration import fit_platt, sensitivity_first_threshold, youden_threshold
 
 # 4 pneumonia (1) and 4 normal (0) images.
 LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0])
@@ -56,10 +56,32 @@ def test_youden_threshold_separates_a_separable_case():
     assert 0.35 < threshold <= 0.6
 
 
-def test_temperature_recovers_scale_of_overconfident_logits():
+def test_platt_scaling_recovers_the_scale_and_shift_of_miscalibrated_logits():
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2, 4000)
     labels = (rng.random(4000) < 1 / (1 + np.exp(-true_logits))).astype(int)
-    temperature = fit_temperature(3.0 * true_logits, labels)  # logits three times too confident
+    temperature, offset = fit_platt(3.0 * true_logits - 6.0, labels)  # three times too confident, shifted by -6
     assert temperature == pytest.approx(3.0, rel=0.15)
+    assert offset == pytest.approx(2.0, abs=0.3)  # (z - 6) / 3 + 2 = z / 3
     assert not math.isnan(temperature)
+
+
+def test_sensitivity_first_threshold_keeps_every_source_sensitive():
+    probabilities = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.6, 0.65, 0.7, 0.9])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1])
+    sources = ["a"] * 8 + ["b"] * 4
+    assert sensitivity_first_threshold(probabilities, labels, sources, minimum=1.0) == 0.5
+    assert sensitivity_first_threshold(probabilities, labels, sources, minimum=0.5) == 0.7
+
+
+def test_threshold_and_temperature_weight_every_source_equally():
+    from training.calibration import source_weights
+
+    # Source "a" separates at 0.5; source "b" needs 0.7. Pooled, a's images outvote b's.
+    probabilities = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.6, 0.65, 0.7, 0.9])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1])
+    sources = ["a"] * 8 + ["b"] * 4
+    assert youden_threshold(probabilities, labels) == 0.5
+    assert youden_threshold(probabilities, labels, sources) == 0.7  # mean J: a 0.5, b 1.0
+    weights = source_weights(sources)
+    assert weights[:8].sum() == pytest.approx(0.5) and weights[8:].sum() == pytest.approx(0.5)

@@ -12,7 +12,7 @@ from training.evaluate import predict_paths
 def test_training_pipeline_and_app_path_give_identical_inputs(mini_data_dir):
     images = list_labelled_images(mini_data_dir / "test")
     from_training = [image for image, _ in image_dataset(images, 96).as_numpy_iterator()]
-    for path, trained_on in zip(images.paths, from_training):
+    for path, trained_on in zip(images.paths, from_training, strict=True):
         with open(path, "rb") as handle:
             uploaded = to_model_input(decode_image(handle.read()), 96)  # what the app does with an upload
         assert uploaded.shape == (96, 96, 1) and uploaded.dtype == np.float32
@@ -33,7 +33,7 @@ def test_evaluation_and_single_prediction_agree(tiny_model_dir, mini_data_dir):
     model = load_model_dir(tiny_model_dir)
     images = list_labelled_images(mini_data_dir / "test")
     batch = predict_paths(model, images.paths)
-    for path, probability in zip(images.paths, batch):
+    for path, probability in zip(images.paths, batch, strict=True):
         with open(path, "rb") as handle:
             single = model.predict(decode_image(handle.read())).pneumonia_probability
         assert abs(single - probability) < 1e-6

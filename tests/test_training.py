@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cxr_pneumonia.model import load_model_dir
+from tests.conftest import TINY_TRAINING
 from training import evaluate
 from training.data import patient_id
 from training.report import validation_images
@@ -21,7 +22,7 @@ def test_training_writes_a_publishable_model_directory(tiny_model_dir):
     assert config["labels"] == ["NORMAL", "PNEUMONIA"]
     assert config["image_size"] == 64
     assert 0.0 <= config["threshold"] <= 1.0 and config["temperature"] > 0
-    assert len(config["data_manifest_sha256"]) == 64
+    assert {len(digest) for digest in config["data_manifest_sha256"].values()} == {64}  # one per source
     history = (tiny_model_dir / "history.csv").read_text().strip().splitlines()
     assert len(history) == 3  # header + 2 epochs
 
@@ -66,12 +67,11 @@ def test_evaluate_command_writes_the_report(tiny_model_dir, mini_data_dir, tmp_p
     assert "accuracy" in capsys.readouterr().out
 
 
-def test_training_is_deterministic_for_a_seed(tiny_model_dir, mini_data_dir, tmp_path):
+def test_training_is_deterministic_for_a_seed(tiny_model_dir, mini_data_dir, mini_rsna_dir, tmp_path):
     from training import train
 
     again = tmp_path / "again"
-    train.main(["--data", str(mini_data_dir), "--out", str(again), "--epochs", "2", "--image-size", "64",
-                "--batch-size", "8", "--val-fraction", "0.3", "--seed", "7", "--skip-report"])
+    train.main(["--data", str(mini_data_dir), str(mini_rsna_dir), "--out", str(again), *TINY_TRAINING, "--skip-report"])
     first = keras.saving.load_model(tiny_model_dir / "model.keras").get_weights()
     second = keras.saving.load_model(again / "model.keras").get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))

@@ -16,13 +16,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from cxr_pneumonia.config import METRICS_FILENAME  # noqa: E402
-from cxr_pneumonia.explain import Explainer, overlay_heatmap  # noqa: E402
-from cxr_pneumonia.model import load_model_dir  # noqa: E402
-from training.data import list_labelled_images  # noqa: E402
+from cxr_pneumonia.config import METRICS_FILENAME
+from cxr_pneumonia.explain import Explainer, overlay_heatmap
+from cxr_pneumonia.model import load_model_dir
+from training.data import list_labelled_images
 
 LUNG_BOX = (0.10, 0.85, 0.10, 0.90)  # top, bottom, left, right as fractions of the side
 BORDER = 0.08
@@ -91,7 +91,7 @@ def plot_gallery(gallery: list, out: Path) -> None:
     figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.4 * rows))
     for axis in np.ravel(axes):
         axis.axis("off")
-    for axis, (_, overlay, title) in zip(np.ravel(axes), gallery):
+    for axis, (_, overlay, title) in zip(np.ravel(axes), gallery, strict=True):
         axis.imshow(overlay)
         axis.set_title(title, fontsize=8)
     figure.tight_layout()

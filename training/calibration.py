@@ -1,43 +1,83 @@
-"""Temperature scaling and the decision threshold, both fitted on validation only."""
+"""Calibration (a temperature and an offset) and the decision threshold, both fitted on validation only, every
+source counting the same (the app does not know where an image comes from, so one of each serves all)."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize
 
 from cxr_pneumonia.model import calibrated_probability
 
+MIN_SENSITIVITY = 0.95
+THRESHOLD_RULE = (f"the highest threshold at which the validation sensitivity of every source is at least "
+                  f"{MIN_SENSITIVITY:.2f} (missing a pneumonia costs more than a false alarm); the threshold "
+                  "maximising the mean over sources of Youden's J if none reaches it")
+TEMPERATURE_RULE = ("Platt scaling, sigmoid(logit / temperature + offset), minimising the mean over sources of the "
+                    "validation negative log-likelihood")
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature minimising the validation negative log-likelihood (Guo et al. 2017)."""
+
+def source_weights(sources: list[str] | np.ndarray) -> np.ndarray:
+    """Per-image weights that give every source the same total (1 / number of sources)."""
+    sources = np.asarray(sources)
+    names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    return 1.0 / (counts[inverse] * len(names))
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """The temperature and offset minimising the (weighted) validation negative log-likelihood (Platt 1999; a
+    temperature alone, Guo et al. 2017, cannot undo a shifted logit)."""
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
+    weights = np.full(len(logits), 1.0 / len(logits)) if weights is None else np.asarray(weights, np.float64)
 
-    def negative_log_likelihood(log_temperature: float) -> float:
-        scaled = logits / np.exp(log_temperature)
-        # log(1 + exp(-|z|)) form keeps large logits finite
-        return float(np.mean(np.logaddexp(0.0, scaled) - labels * scaled))
+    def negative_log_likelihood(parameters: np.ndarray) -> float:
+        scaled = logits / np.exp(parameters[0]) + parameters[1]
+        # log(1 + exp(z)) - y z, with logaddexp keeping large logits finite
+        return float(np.sum(weights * (np.logaddexp(0.0, scaled) - labels * scaled)) / weights.sum())
 
-    result = minimize_scalar(negative_log_likelihood, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(result.x))
+    result = minimize(negative_log_likelihood, np.zeros(2), method="Nelder-Mead",
+                      options={"xatol": 1e-6, "fatol": 1e-9})
+    return float(np.exp(result.x[0])), float(result.x[1])
 
 
-def youden_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The probability threshold maximising sensitivity + specificity - 1 on validation."""
+def source_groups(labels: np.ndarray, sources: list[str] | None) -> list[np.ndarray]:
+    """A boolean mask per source (one mask of everything without sources)."""
+    sources = np.zeros(len(labels), dtype=int) if sources is None else np.asarray(sources)
+    return [sources == name for name in np.unique(sources)]
+
+
+def youden_threshold(probabilities: np.ndarray, labels: np.ndarray, sources: list[str] | None = None) -> float:
+    """The probability threshold maximising Youden's J on validation, averaged over sources when given."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).astype(bool)
-    candidates = np.unique(probabilities)
+    groups = source_groups(labels, sources)
     best_threshold, best_score = 0.5, -np.inf
-    for threshold in candidates:
+    for threshold in np.unique(probabilities):
         predicted = probabilities >= threshold
-        score = predicted[labels].mean() + (~predicted[~labels]).mean() - 1.0
+        score = np.mean([predicted[group & labels].mean() + (~predicted[group & ~labels]).mean() - 1.0
+                         for group in groups])
         if score > best_score:
             best_threshold, best_score = float(threshold), score
     return best_threshold
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Temperature and threshold (on calibrated probabilities) from validation logits."""
-    temperature = fit_temperature(logits, labels)
-    threshold = youden_threshold(calibrated_probability(logits, temperature), labels)
-    return temperature, threshold
+def sensitivity_first_threshold(probabilities: np.ndarray, labels: np.ndarray, sources: list[str] | None = None,
+                                minimum: float = MIN_SENSITIVITY) -> float:
+    """The highest threshold whose sensitivity is at least `minimum` on every source (see THRESHOLD_RULE)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    groups = source_groups(labels, sources)
+    for threshold in np.unique(probabilities)[::-1]:
+        predicted = probabilities >= threshold
+        if all(predicted[group & labels].mean() >= minimum for group in groups):
+            return float(threshold)
+    return youden_threshold(probabilities, labels, sources)
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray, sources: list[str] | None = None) -> tuple[float, float, float]:
+    """Temperature, offset and threshold (on calibrated probabilities) from validation logits, sources weighted
+    equally."""
+    weights = None if sources is None else source_weights(sources)
+    temperature, offset = fit_platt(logits, labels, weights)
+    threshold = sensitivity_first_threshold(calibrated_probability(logits, temperature, offset), labels, sources)
+    return temperature, offset, threshold

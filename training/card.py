@@ -21,8 +21,26 @@ from cxr_pneumonia.config import (
 )
 from training.augment import PRESET_DESCRIPTIONS
 from training.framing_check import DEFAULT_CROPS
+from training.gate import category_table
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
+# What each data source is, for the card: (test split, who is in it).
+SOURCES = {
+    "chest_xray": ("Kermany et al. 2018, official test split", "children aged one to five (Kermany et al. 2018, "
+                                                                "Guangzhou)"),
+    "rsna_pneumonia": ("RSNA Pneumonia Detection Challenge, held-out 20 % test split",
+                       "adults (RSNA Pneumonia Detection Challenge, NIH Clinical Center)"),
+}
+LOCALIZATION_ANCHORS = ("Anchors: CheXlocalize (Saporta et al. 2022) Grad-CAM hit rate 0.50 for airspace opacity and "
+                        "0.74 for consolidation (DenseNet-121 ensembles, radiologist segmentations); Wang et al. 2017 "
+                        "(ChestX-ray8) pneumonia localisation accuracy 0.75 at IoBB 0.1.")
+CHANGES_FROM_PREVIOUS = (
+    "v1.1.0 was trained on the pediatric set alone. On adults it ranked well but its threshold and "
+    "calibration did not travel: it called most normal adults pneumonia. This version is trained on children "
+    "and adults with batches balanced across sources and classes, one threshold and one calibration fitted with "
+    "every source weighted equally, and the preprocessing and augmentation measured on both sources' "
+    "validation splits. Both models, measured on the same test splits:"
+)
 STRESS_CROP = DEFAULT_CROPS[-1]  # the framing check's tightest crop, shown in the run tables
 DEFAULT_CHOICE = ("The shipped run is the one with the higher validation AUC, a rule fixed before the second run "
                   "was trained.")
@@ -60,8 +78,9 @@ def runs_table(models: list[dict]) -> list[str]:
         cropped = framing_row(facts["metrics"], STRESS_CROP)
         lines.append(
             f"| {facts['architecture']} | {run['augment']} | {facts['image_size']}x{facts['image_size']} "
-            f"| {facts['parameters']:,} | {facts['mflops']:.0f} | {run['epochs_run']} | {run['train_seconds'] / 60:.1f} min "
-            f"| {run['best_val_auc']:.4f} | {'n/a' if cropped is None else format(cropped['normal_called_pneumonia'], '.3f')} "
+            f"| {facts['parameters']:,} | {facts['mflops']:.0f} | {run['epochs_run']} "
+            f"| {run['train_seconds'] / 60:.1f} min | {run['best_val_auc']:.4f} "
+            f"| {'n/a' if cropped is None else format(cropped['normal_called_pneumonia'], '.3f')} "
             f"| {test['accuracy']:.3f} | {test['auc']:.3f} | {test['sensitivity']:.3f} | {test['specificity']:.3f} |"
         )
     return lines
@@ -113,21 +132,132 @@ def framing_section(metrics: dict) -> str:
 
 
 def gate_section(config: dict, test: dict) -> str:
-    """The input gate: what it computes and how often it refused the test split."""
+    """The input gate: what it computes, how often it refused the test split and, with a classifier, how often it
+    refused each category of other radiographs, fitted with and without that category."""
     gate = config.get("gate")
     if not gate:
         return ""
     refused = test.get("rejected_fraction")
     refused_text = f" It refused {refused:.1%} of the {test['n']} official test images." if refused is not None else ""
-    return (
-        "## Input gate\n\nImages that do not look like a chest X-ray are refused instead of answered.\n\n"
+    section = (
+        "## Input gate\n\nImages that are not frontal chest X-rays are refused instead of answered.\n\n"
         f"- Method: {gate['method']}.\n- Thresholds: {gate['threshold_rule']}.\n"
-        f"- Built from chest X-rays only; photos, MRI, CT and other images were never used to fit it.{refused_text}"
+    )
+    if not gate.get("negatives"):
+        return section + ("- Built from chest X-rays only; photos, MRI, CT and other images were never used to fit "
+                          f"it.{refused_text}")
+    return section + (
+        f"- The classifier's negatives: {gate['classifier']['trained_on']}. Photos, MRI and CT were never used to "
+        f"fit it, and no image that is not a chest X-ray sets a threshold.{refused_text}\n\n"
+        f"Radiographs of {gate['negatives']['folder']} refused, per category. The gate was fitted on them, so the "
+        "last column, from fitting again without each category in turn, is the estimate for kinds of radiograph it "
+        "has never seen:\n\n" + category_table(gate)
     )
 
 
+def source_label(name: str) -> str:
+    """How a data source's test split is named in the card."""
+    return SOURCES.get(name, (name, name))[0]
+
+
+def model_index(model_name: str, metrics: dict) -> str:
+    """The card's model-index front matter: one result per source's test split."""
+    lines = ["model-index:", f"- name: {model_name}", "  results:"]
+    by_source = metrics.get("test_by_source", {})
+    first = next(iter(by_source), "test")
+    # The headline result is metrics["test"] (the first source's, which push and versions compare across versions).
+    for name, test in {first: metrics["test"], **{k: v for k, v in by_source.items() if k != first}}.items():
+        lines += ["  - task:", "      type: image-classification", "      name: Pneumonia vs normal (chest X-ray)",
+                  "    dataset:", f"      type: {name}", f"      name: {source_label(name)}", "      split: test",
+                  "    metrics:"]
+        for kind, key, label in (("accuracy", "accuracy", None), ("roc_auc", "auc", None),
+                                 ("recall", "sensitivity", "sensitivity"), ("specificity", "specificity", None),
+                                 ("precision", "precision", None), ("f1", "f1", None)):
+            lines.append(f"    - type: {kind}")
+            if label:
+                lines.append(f"      name: {label}")
+            lines.append(f"      value: {test[key]:.4f}")
+    return "\n".join(lines)
+
+
+def source_table(name: str, test: dict) -> str:
+    """The test metrics of one source, with 95 % intervals and the confusion matrix."""
+    (tn, fp), (fn, tp) = test["confusion_matrix"]["rows_true_cols_predicted"]
+    rows = [f"### {source_label(name)} ({test['n']} images: {test['n_pneumonia']} pneumonia, "
+            f"{test['n_normal']} normal)",
+            "", "| metric | value | 95 % interval |", "|---|---:|---|"]
+    for key, label in (("accuracy", "accuracy"), ("auc", "ROC AUC"),
+                       ("sensitivity", "sensitivity (recall for pneumonia)"),
+                       ("specificity", "specificity"), ("precision", "precision")):
+        rows.append(f"| {label} | {test[key]:.4f} | {_interval(test['ci95'][key])} |")
+    rows += [f"| F1 | {test['f1']:.4f} | |", f"| expected calibration error | {test['ece']:.4f} | |", "",
+             f"Confusion matrix (rows true, columns predicted): NORMAL {tn} / {fp}, PNEUMONIA {fn} / {tp}."]
+    return "\n".join(rows)
+
+
+def source_tables(metrics: dict) -> str:
+    """A table per source's test split."""
+    by_source = metrics.get("test_by_source", {"test": metrics["test"]})
+    return "\n\n".join(source_table(name, test) for name, test in by_source.items())
+
+
+def changes_section(metrics: dict) -> str:
+    """What changed from the previous version, both measured on the same test splits."""
+    previous = metrics.get("previous_version")
+    if not previous:
+        return ""
+    version = previous.get("version") or "previous"
+    lines = [f"## What changed from {version} and why", "", CHANGES_FROM_PREVIOUS, "",
+             "| test split | model | AUC | sensitivity | specificity | accuracy | ECE |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, test in metrics["test_by_source"].items():
+        for label, report in ((version, previous["test_by_source"].get(name)), ("this version", test)):
+            if report:
+                lines.append(f"| {source_label(name)} | {label} | {report['auc']:.3f} | {report['sensitivity']:.3f} "
+                             f"| {report['specificity']:.3f} | {report['accuracy']:.3f} | {report['ece']:.3f} |")
+    before, after = previous.get("localization"), metrics.get("localization")
+    if before and after:
+        lines += ["", f"Grad-CAM pointing-game hit rate on the RSNA test pneumonias: {version} "
+                      f"{before['methods']['Grad-CAM']['hit_rate']:.3f}, this version "
+                      f"{after['methods']['Grad-CAM']['hit_rate']:.3f}."]
+    return "\n".join(lines)
+
+
+def contrast_section(metrics: dict) -> str:
+    """The contrast check on validation (training/contrast_check.py)."""
+    rows = metrics.get("contrast_check")
+    if not rows:
+        return ""
+    lines = ["## Contrast check (does the look of a hospital's images move the answer?)", "",
+             "The RSNA copies were histogram-equalised by whoever published them; other hospitals' X-rays are not. "
+             "Each validation image changed before preprocessing, against the unchanged image:", "",
+             "| source | change | mean change of probability | decisions flipped | AUC before | AUC after |",
+             "|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['source']} | {row['change']} | {row['mean_abs_probability_change']:.3f} "
+                     f"| {row['decisions_flipped']:.3f} | {row['auc_before']:.3f} | {row['auc_after']:.3f} |")
+    return "\n".join(lines)
+
+
+def localization_section(metrics: dict) -> str:
+    """Where the heatmaps land against the radiologists' boxes (training/localization.py)."""
+    report = metrics["localization"]
+    lines = ["## Where the heatmaps land (radiologists' boxes)", "",
+             f"Each method's map of the evidence for PNEUMONIA on the {report['n']} pneumonia images of the "
+             f"{report['data']} {report['split']} split, against the radiologists' opacity boxes "
+             f"(Grad-CAM layer `{report['gradcam_layer']}`). Hit rate: the map's peak inside a box (pointing game). "
+             "Mass ratio: the map's share inside the boxes over the boxes' share of the image (1 = no better than "
+             "uniform). mIoU: the map thresholded with Otsu's method against the boxes (as CheXlocalize does).", "",
+             "| method | hit rate | mass ratio | mIoU (Otsu) |", "|---|---:|---:|---:|"]
+    for name, row in report["methods"].items():
+        lines.append(f"| {name} | {row['hit_rate']:.3f} | {row['mass_ratio']:.2f} | {row['miou_otsu']:.3f} |")
+    return "\n".join([*lines, "", LOCALIZATION_ANCHORS])
+
+
 def attention_section(metrics: dict) -> str:
-    """Where Grad-CAM lands on test images (training/attention.py)."""
+    """Where the heatmaps land: against the radiologists' boxes when measured, else the lung-box proxy."""
+    if "localization" in metrics:
+        return localization_section(metrics)
     attention = metrics.get("attention")
     if not attention:
         return ""
@@ -142,33 +272,88 @@ def attention_section(metrics: dict) -> str:
     )
 
 
+def explanations_section(metrics: dict) -> str:
+    """Explanation quality per method (training/explanations.py): localisation against the RSNA boxes, the
+    randomisation check and the deletion and insertion areas on each test split's sample, with the anchors."""
+    report = metrics.get("explanations")
+    if not report:
+        return ""
+    splits, localization = report["splits"], report["localization"]
+    names = " / ".join({"rsna_pneumonia": "RSNA", "chest_xray": "Kermany"}.get(name, name) for name in splits)
+    lines = ["## How far to trust the heatmaps (explanation quality per method)", "",
+             f"Hit rate and mIoU: the map of the evidence for PNEUMONIA on the {localization['n']} RSNA test "
+             "pneumonias against the radiologists' boxes (peak inside a box; IoU of the Otsu-thresholded map). "
+             f"The rest on a seeded sample of {report['sample_per_split']} images of each test split ({names}), "
+             "explaining the model's decision. Sanity check (Adebayo et al. 2018): a method "
+             f"{report['randomisation']['rule']} (here `{', '.join(report['randomisation']['check_layers'])}`). "
+             "Deletion and insertion (Petsiuk et al. 2018): areas under the "
+             "curves of the decided class's probability as the most salient pixels are replaced by "
+             f"{report['perturbation']['baseline']} (deletion: lower is better) or restored into it (insertion: "
+             "higher is better).", "",
+             f"| method | hit rate | mIoU (Otsu) | randomisation mean abs rho ({names}) | sanity check ({names}) "
+             f"| deletion AUC ({names}) | insertion AUC ({names}) |", "|---|---:|---:|---:|---|---:|---:|"]
+    for method, located in localization["methods"].items():
+        rows = [split["methods"][method] for split in splits.values() if method in split["methods"]]
+
+        def per_split(key: str, spec: str, rows: list[dict] = rows) -> str:
+            return " / ".join(format(row[key], spec) for row in rows)
+
+        verdicts = " / ".join("passed" if row["randomisation_passed"] else "**failed**" for row in rows)
+        checks = (f"{per_split('randomisation_abs_rho', '.2f')} | {verdicts} | {per_split('deletion_auc', '.3f')} "
+                  f"| {per_split('insertion_auc', '.3f')}") if rows else " | | | "
+        lines.append(f"| {method} | {located['hit_rate']:.3f} | {located['miou_otsu']:.3f} | {checks} |")
+    return "\n".join([*lines, "", LOCALIZATION_ANCHORS])
+
+
+def box_supervision_text(weight: float) -> str:
+    """The training bullet on box supervision."""
+    if not weight:
+        return "No box supervision: the heatmap layer was trained through the image label alone."
+    return (f"Box supervision (weight {weight:g}, training/box_supervision.py): each cell of the map Grad-CAM explains "
+            "is also trained to say whether it lies in a radiologist's box, where that is known: the RSNA pneumonias "
+            "(their boxes) and every normal image (no box anywhere), as in Li et al. 2018. Children's pneumonias "
+            "train through the image label alone.")
+
+
 def render_card(directory: Path, compare: list[Path] | None = None, augmentation: list[Path] | None = None,
                 choice: str = DEFAULT_CHOICE) -> str:
     """The card text for the model in `directory`, optionally with a comparison table."""
     facts = model_facts(directory)
     config, metrics = facts["config"], facts["metrics"]
     test, run = metrics["test"], metrics["training"]
-    (tn, fp), (fn, tp) = test["confusion_matrix"]["rows_true_cols_predicted"]
+    model_name = f"cxr-pneumonia-{config['architecture']}"
+    sources = list(metrics.get("test_by_source", {}))
+    manifest = config["data_manifest_sha256"]
     values = {
-        "model_name": f"cxr-pneumonia-{config['architecture']}",
+        "model_name": model_name,
+        "model_index": model_index(model_name, metrics),
+        "sources_text": " and ".join(SOURCES.get(name, (name, name))[1] for name in sources) or "children",
+        "training_data": "; ".join(SOURCES.get(name, (name, name))[1] for name in sources) or "Kermany train split",
+        "source_tables": source_tables(metrics),
+        "changes": changes_section(metrics),
+        "contrast": contrast_section(metrics),
+        "temperature_rule": config.get("temperature_rule", "temperature scaling on validation"),
         "architecture": config["architecture"],
         "parameters": f"{facts['parameters']:,}",
         "mflops": f"{facts['mflops']:.0f}",
         "image_size": config["image_size"],
         "threshold": f"{config['threshold']:.3f}",
         "threshold_rule": config["threshold_rule"],
+        "threshold_note": config.get("threshold_note", ""),
+        "box_supervision": box_supervision_text(run.get("box_weight", 0.0)),
         "temperature": f"{config['temperature']:.3f}",
+        "logit_offset": f"{config.get('logit_offset', 0.0):.3f}",
         "preprocessing": config["preprocessing"],
-        "manifest_sha": config["data_manifest_sha256"],
+        "manifest_sha": ", ".join(f"{k} `{v}`" for k, v in manifest.items()) if isinstance(manifest, dict)
+                        else f"`{manifest}`",
         "code_version": config["code_version"],
-        "test_n": test["n"],
-        "cm_tn": tn, "cm_fp": fp, "cm_fn": fn, "cm_tp": tp,
         "comparison": comparison_section([facts, *(model_facts(path) for path in compare)]) if compare else "",
         "augmentation": (augmentation_section([facts, *(model_facts(path) for path in augmentation)], choice)
                          if augmentation else ""),
         "framing": framing_section(metrics),
         "gate": gate_section(config, test),
         "attention": attention_section(metrics),
+        "explanations": explanations_section(metrics),
         "n_train": run["n_train"],
         "n_validation": run["n_validation"],
         "n_validation_patients": run["n_validation_patients"],
@@ -177,10 +362,6 @@ def render_card(directory: Path, compare: list[Path] | None = None, augmentation
         "epochs_run": run["epochs_run"],
         "train_minutes": f"{run['train_seconds'] / 60:.1f}",
     }
-    for key in ("accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "ece"):
-        values[f"test_{key}"] = f"{test[key]:.4f}"
-    for key in ("accuracy", "auc", "sensitivity", "specificity", "precision"):
-        values[f"ci_{key}"] = _interval(test["ci95"][key])
     return Template(TEMPLATE.read_text()).substitute(values)
 
 

@@ -1,13 +1,19 @@
-"""Evaluate a model directory on a labelled folder (NORMAL/ and PNEUMONIA/ inside), or measure how many
-images of a folder of non-chest-X-rays its input gate refuses.
+"""Evaluate a model directory on labelled data, per source and pooled, or measure how many images of a
+folder of non-chest-X-rays its input gate refuses.
 
+    python -m training.evaluate --model model --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia
     python -m training.evaluate --model model --data ../shared/data/chest_xray/test --json test.json
+
+Each --data folder is a data set (its test split: Kermany's test/, or the images named in its
+training/splits file; --split all takes every image of a data set with a split file) or a plain folder
+with NORMAL/ and PNEUMONIA/ inside, taken whole.
     python -m training.evaluate --model model --not-cxr photos/ --json photos.json
 
 On a labelled folder the classification metrics are over ALL images, as if the gate were off (a refused
 image still counts with its probability); `rejected_fraction` is the share the gate refused.
-On --not-cxr, every file under the folder counts (recursively); files the decoder cannot read count as
-refused by the decoder and are reported apart from the gate's refusals.
+On --not-cxr, every image file under the folder counts (recursively), in all and per subfolder (category);
+files whose names say they are not images (README.md, MANIFEST.csv) are skipped; image files the decoder
+cannot read count as refused by the decoder and are reported apart from the gate's refusals.
 """
 
 from __future__ import annotations
@@ -19,13 +25,23 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_pneumonia.gate import refused_by
 from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.metrics import binary_report
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
-from training.data import LabelledImages, list_labelled_images
+from training.data import (
+    LabelledImages,
+    concatenate,
+    has_official_split,
+    list_labelled_images,
+    test_images,
+    test_split_file,
+)
 
 BATCH_SIZE = 64
+# Files --not-cxr counts, by name: the suffixes the app reads, and none (DICOM files often have none).
+IMAGE_FILE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".dcm", ".dicom", ""}
+ALL_FOLDERS = "all"
+POOLED = "pooled"
 
 
 def input_batches(model: PneumoniaModel, paths: list[str]) -> Iterator[np.ndarray]:
@@ -58,23 +74,45 @@ def evaluate_images(model: PneumoniaModel, images: LabelledImages) -> tuple[dict
     return report, probabilities
 
 
+def evaluation_images(data_dir: Path, split: str = "test") -> LabelledImages:
+    """The labelled images to evaluate on in `data_dir` (see the module docstring)."""
+    if has_official_split(data_dir):
+        return list_labelled_images(data_dir / "test")
+    if test_split_file(data_dir).is_file() and split == "test":
+        return test_images(data_dir)
+    return list_labelled_images(data_dir)
+
+
+def evaluate_sources(model: PneumoniaModel, images: LabelledImages) -> dict[str, dict]:
+    """The report of each source and, with several, of all images pooled."""
+    reports = {source: evaluate_images(model, images.of_source(source))[0] for source in images.source_names}
+    if len(reports) > 1:
+        reports[POOLED] = evaluate_images(model, images)[0]
+    return reports
+
+
 def gate_report(model: PneumoniaModel, paths: list[str]) -> dict:
-    """How many of the image files the decoder or the input gate refuses (and over which score's limit)."""
+    """How many of the image files the decoder or the input gate refuses (and over which score's limit), and
+    what the gate said the refused ones look like."""
     n_unreadable = n_gate = 0
     over = dict.fromkeys(model.gate.thresholds, 0)
+    told: dict[str, int] = {}
     for start in range(0, len(paths), BATCH_SIZE):
         batch = readable_inputs(model, paths[start : start + BATCH_SIZE])
         n_unreadable += min(BATCH_SIZE, len(paths) - start) - len(batch)
-        scores = model.gate.scores(batch)
-        n_gate += int(refused_by(scores, model.gate.thresholds, len(batch)).sum())
+        scores, refused, kinds = model.gate.assess(batch)
+        n_gate += int(refused.sum())
         for name, values in scores.items():
             over[name] += int(np.sum(values > model.gate.thresholds[name]))
+        for kind in np.asarray(kinds, dtype=object)[refused]:
+            told[kind or "unknown"] = told.get(kind or "unknown", 0) + 1
     n_readable = len(paths) - n_unreadable
     return {
         "n": len(paths),
         "n_refused_by_decoder": n_unreadable,
         "n_refused_by_gate": n_gate,
         "n_over_limit_by_score": over,
+        "n_refused_by_kind_told": dict(sorted(told.items())),
         "rejected_fraction": (n_gate + n_unreadable) / len(paths) if paths else 0.0,
         "gate_rejected_fraction_of_readable": n_gate / n_readable if n_readable else 0.0,
         "input_gate": model.gate.present,
@@ -89,29 +127,58 @@ def readable_inputs(model: PneumoniaModel, paths: list[str]) -> np.ndarray:
             inputs.append(model.preprocess_file(path))
         except ImageDecodeError:
             continue
-    return np.stack(inputs) if inputs else np.zeros((0, model.config.image_size, model.config.image_size, 1), np.float32)
+    size = model.config.image_size
+    return np.stack(inputs) if inputs else np.zeros((0, size, size, 1), np.float32)
+
+
+def folder_reports(model: PneumoniaModel, folder: str | Path) -> dict:
+    """The gate report of all image files under `folder` and, when it has subfolders, of each (a category),
+    with the names of the files skipped as not images."""
+    paths = list_files(folder)
+    categories: dict[str, list[str]] = {}
+    for path in paths:
+        relative = Path(path).relative_to(folder)
+        if len(relative.parts) > 1:
+            categories.setdefault(relative.parts[0], []).append(path)
+    reports = {category: gate_report(model, files) for category, files in categories.items()}
+    counted = set(paths)
+    skipped = sorted(str(path.relative_to(folder)) for path in Path(folder).rglob("*")
+                     if path.is_file() and str(path) not in counted)
+    return {**gate_report(model, paths), "by_folder": reports, "skipped_not_images": skipped}
 
 
 def list_files(folder: str | Path) -> list[str]:
-    """Every file under `folder`, recursively, sorted."""
+    """Every image file under `folder` by its name (IMAGE_FILE_SUFFIXES), recursively, sorted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    return sorted(str(path) for path in folder.rglob("*") if path.is_file())
+    return sorted(str(path) for path in folder.rglob("*")
+                  if path.is_file() and path.suffix.lower() in IMAGE_FILE_SUFFIXES and not path.name.startswith("."))
 
 
 def format_report(report: dict) -> str:
     """A short human-readable summary of a metric report."""
     ci = report["ci95"]
-    lines = [f"n = {report['n']} ({report['n_pneumonia']} pneumonia, {report['n_normal']} normal), threshold {report['threshold']:.3f}"]
+    lines = [f"n = {report['n']} ({report['n_pneumonia']} pneumonia, {report['n_normal']} normal), "
+             f"threshold {report['threshold']:.3f}"]
     for key in ("accuracy", "auc", "sensitivity", "specificity", "precision"):
         low, high = ci[key]
         lines.append(f"{key:12s} {report[key]:.4f}  (95% CI {low:.4f}-{high:.4f})")
     lines.append(f"{'f1':12s} {report['f1']:.4f}")
     lines.append(f"{'ece':12s} {report['ece']:.4f}")
     (tn, fp), (fn, tp) = report["confusion_matrix"]["rows_true_cols_predicted"]
-    lines.append(f"confusion    true NORMAL: {tn} normal / {fp} pneumonia; true PNEUMONIA: {fn} normal / {tp} pneumonia")
+    lines.append(f"confusion    true NORMAL: {tn} normal / {fp} pneumonia; "
+                 f"true PNEUMONIA: {fn} normal / {tp} pneumonia")
     lines.append(format_rejected(report))
+    return "\n".join(lines)
+
+
+def format_folder_reports(report: dict) -> str:
+    """One line per subfolder and one for all files of a `folder_reports` report."""
+    lines = [f"{name:20s} {format_rejected(folder)}" for name, folder in report["by_folder"].items()]
+    lines.append(f"{ALL_FOLDERS:20s} {format_rejected(report)}")
+    if report["skipped_not_images"]:
+        lines.append(f"skipped, not images by name: {', '.join(report['skipped_not_images'])}")
     return "\n".join(lines)
 
 
@@ -121,24 +188,29 @@ def format_rejected(report: dict) -> str:
     if "n_refused_by_decoder" in report:
         return (f"rejected     {report['rejected_fraction']:.4f} of {report['n']} files: "
                 f"{report['n_refused_by_decoder']} unreadable, {report['n_refused_by_gate']} {gate}")
-    return f"rejected     {report['rejected_fraction']:.4f} of {report['n']} images {gate}; metrics above are over all images"
+    return (f"rejected     {report['rejected_fraction']:.4f} of {report['n']} images {gate}; "
+            "metrics above are over all images")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="model directory (model.keras + config.json)")
     folders = parser.add_mutually_exclusive_group(required=True)
-    folders.add_argument("--data", type=Path, help="folder with NORMAL/ and PNEUMONIA/")
+    folders.add_argument("--data", type=Path, nargs="+", help="data sets, or folders with NORMAL/ and PNEUMONIA/")
     folders.add_argument("--not-cxr", type=Path, help="folder of images that are not chest X-rays (recursive)")
+    parser.add_argument("--split", choices=("test", "all"), default="test",
+                        help="for a data set with a split file: its test split, or every image")
     parser.add_argument("--json", type=Path, help="write the report here as JSON")
     args = parser.parse_args(argv)
     model = load_model_dir(args.model)
     if args.not_cxr:
-        report = gate_report(model, list_files(args.not_cxr))
-        print(format_rejected(report))
+        report = folder_reports(model, args.not_cxr)
+        print(format_folder_reports(report))
     else:
-        report, _ = evaluate_images(model, list_labelled_images(args.data))
-        print(format_report(report))
+        reports = evaluate_sources(model, concatenate([evaluation_images(d, args.split) for d in args.data]))
+        for name, source_report in reports.items():
+            print(f"{name}\n{format_report(source_report)}")
+        report = next(iter(reports.values())) if len(reports) == 1 else reports
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_pneumonia.config import METRICS_FILENAME
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from training.data import LabelledImages, list_labelled_images, validation_images
 from training.evaluate import BATCH_SIZE
+from training.metrics_file import store_in_metrics
 
 DEFAULT_CROPS = (0.0, 0.075, 0.125)
 
@@ -72,7 +72,8 @@ def format_row(row: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="model directory with its split.json")
-    parser.add_argument("--data", type=Path, help="folder with NORMAL/ and PNEUMONIA/ (default: the run's validation split)")
+    parser.add_argument("--data", type=Path,
+                        help="folder with NORMAL/ and PNEUMONIA/ (default: the run's validation split)")
     parser.add_argument("--crops", type=float, nargs="+", default=list(DEFAULT_CROPS),
                         help="fractions of the height cut at the top and again at the bottom")
     parser.add_argument("--json", type=Path, help="write the rows here as JSON")
@@ -89,15 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     if args.into_metrics:
-        store_in_metrics(args.model, rows)
-
-
-def store_in_metrics(model_dir: Path, rows: list[dict]) -> None:
-    """Put the validation rows into the model directory's metrics.json as "framing_check"."""
-    path = model_dir / METRICS_FILENAME
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
-    metrics["framing_check"] = rows
-    path.write_text(json.dumps(metrics, indent=2))
+        store_in_metrics(args.model, "framing_check", rows)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""Choose the app's example X-rays from the official test split and write examples/manifest.csv.
+"""Choose the app's example X-rays, children and adults, from each source's test split and write
+examples/manifest.csv.
 
-    python -m training.pick_examples --model model --data ../shared/data/chest_xray
+    python -m training.pick_examples --model model --data-root ../shared/data
 
-Per class: two cases the model gets right with confidence, one it gets wrong at its threshold (hard)
-and one closest to the threshold (borderline). Only names go in the manifest; the images stay in the
-data set (CC BY 4.0) and are read from EXAMPLES_DIR or EXAMPLES_REPO at start.
+For each source (children: Kermany's official test split; adults: the RSNA held-out test split) and each class:
+one case the model gets right with confidence (typical), the one closest to its threshold (borderline) and one
+it gets wrong (misclassified), when it gets any wrong. Adult pneumonias are picked among those with the
+radiologists' boxes. Only names go in the manifest, relative to the data root; the images stay in the data
+sets (see each row's provenance) and are read from EXAMPLES_DIR or EXAMPLES_REPO at start.
 """
 
 from __future__ import annotations
@@ -15,48 +18,82 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_pneumonia.config import DEFAULT_DATA_DIR, EXAMPLES_MANIFEST, LABELS
+from cxr_pneumonia.config import DATA_ROOT, EXAMPLES_MANIFEST, LABELS
+from cxr_pneumonia.examples import read_boxes
 from cxr_pneumonia.model import load_model_dir
-from training.data import list_labelled_images
+from training.data import test_images
 from training.evaluate import predict_paths
 
-PROVENANCE = "Kermany et al. 2018, doi:10.17632/rscbjbr9sj.2, official test split, CC BY 4.0"
+# Each source: who is in it, and the provenance every one of its rows carries.
+SOURCES = {
+    "chest_xray": ("child", "Kermany et al. 2018, doi:10.17632/rscbjbr9sj.2, official test split, CC BY 4.0"),
+    "rsna_pneumonia": ("adult", "RSNA Pneumonia Detection Challenge 2018, NIH Clinical Center images, held-out test "
+                                "split; research use; cite Shih et al. 2019 (Radiology: AI) and Wang et al. 2017 "
+                                "(ChestX-ray8)"),
+}
+NOTES = {
+    "typical": "typical: the model is right and confident",
+    "borderline": "borderline: close to the decision threshold",
+    "misclassified": "misclassified: the model gets this one wrong",
+}
+CONFIDENT = 0.9  # calibrated probability of the true class for a "typical" case
+MANIFEST_COLUMNS = ("path", "population", "label", "note", "provenance")
 
 
-def pick(probabilities: np.ndarray, labels: np.ndarray, threshold: float, seed: int) -> list[tuple[int, str]]:
-    """Indices with notes: confident and right, wrong (hard) and borderline, for each class."""
+def pick(probabilities: np.ndarray, labels: np.ndarray, threshold: float, seed: int,
+         eligible: np.ndarray | None = None) -> list[tuple[int, str]]:
+    """Indices with their kind for each class, among the eligible images: typical (at random among the right
+    and confident, else the most confident right one), borderline and misclassified (at random)."""
     rng = np.random.default_rng(seed)
+    eligible = np.ones(len(labels), dtype=bool) if eligible is None else eligible
     predicted = (probabilities >= threshold).astype(int)
     chosen: list[tuple[int, str]] = []
     for label in (0, 1):
-        in_class = labels == label
+        in_class = (labels == label) & eligible
         confidence = probabilities if label else 1 - probabilities
-        right = np.flatnonzero(in_class & (predicted == label) & (confidence > 0.9))
-        wrong = np.flatnonzero(in_class & (predicted != label))
-        chosen += [(int(i), "typical: the model is right and confident") for i in rng.choice(right, 2, replace=False)]
-        if len(wrong):
-            chosen.append((int(rng.choice(wrong)), "hard: the model gets this one wrong"))
-        border = np.flatnonzero(in_class)[np.argmin(np.abs(probabilities[in_class] - threshold))]
-        chosen.append((int(border), "borderline: close to the decision threshold"))
+        right = np.flatnonzero(in_class & (predicted == label))
+        confident = right[confidence[right] > CONFIDENT]
+        if confident.size:
+            chosen.append((int(rng.choice(confident)), "typical"))
+        elif right.size:
+            chosen.append((int(right[np.argmax(confidence[right])]), "typical"))
+        candidates = np.flatnonzero(in_class)
+        border = int(candidates[np.argmin(np.abs(probabilities[candidates] - threshold))])
+        chosen.append((border, "borderline"))
+        wrong = np.setdiff1d(np.flatnonzero(in_class & (predicted != label)), [border])
+        if wrong.size:
+            chosen.append((int(rng.choice(wrong)), "misclassified"))
     return chosen
+
+
+def source_rows(model, data_root: Path, source: str, seed: int) -> list[list[str]]:
+    """The manifest rows of one source's test split."""
+    population, provenance = SOURCES[source]
+    data_dir = data_root / source
+    images = test_images(data_dir)
+    boxes = read_boxes(data_dir)
+    eligible = np.array([label == 0 or not boxes or Path(path).name in boxes
+                         for path, label in zip(images.paths, images.labels, strict=True)])
+    probabilities = predict_paths(model, images.paths)
+    return [[Path(images.paths[index]).relative_to(data_root).as_posix(), population, LABELS[images.labels[index]],
+             NOTES[kind], provenance]
+            for index, kind in pick(probabilities, images.labels, model.config.threshold, seed, eligible)]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder holding the data sets")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=EXAMPLES_MANIFEST)
     args = parser.parse_args(argv)
     model = load_model_dir(args.model)
-    images = list_labelled_images(args.data / "test")
-    probabilities = predict_paths(model, images.paths)
-    with EXAMPLES_MANIFEST.open("w", newline="") as handle:
+    rows = [row for source in SOURCES for row in source_rows(model, args.data_root, source, args.seed)]
+    with args.out.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", "note", "provenance"])
-        for index, note in pick(probabilities, images.labels, model.config.threshold, args.seed):
-            path = Path(images.paths[index])
-            writer.writerow([f"test/{path.parent.name}/{path.name}", LABELS[images.labels[index]], note, PROVENANCE])
-    print(EXAMPLES_MANIFEST.read_text())
+        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerows(rows)
+    print(args.out.read_text())
 
 
 if __name__ == "__main__":

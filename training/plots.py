@@ -8,21 +8,22 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from cxr_pneumonia.config import LABELS  # noqa: E402
-from cxr_pneumonia.metrics import roc_auc, roc_curve  # noqa: E402
+from cxr_pneumonia.config import LABELS
+from cxr_pneumonia.metrics import roc_auc, roc_curve
 
 
 def plot_training_curves(history_csv: Path, out: Path) -> None:
-    """Loss and AUC per epoch, training against validation."""
+    """Loss and AUC per epoch, training against validation (training AUC only when it was logged)."""
     with history_csv.open() as handle:
         rows = list(csv.DictReader(handle))
     epochs = [int(row["epoch"]) + 1 for row in rows]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, key in zip(axes, ("loss", "auc")):
-        axis.plot(epochs, [float(row[key]) for row in rows], label="train")
+    for axis, key in zip(axes, ("loss", "auc"), strict=True):
+        if key in rows[0]:
+            axis.plot(epochs, [float(row[key]) for row in rows], label="train")
         axis.plot(epochs, [float(row[f"val_{key}"]) for row in rows], label="validation")
         axis.set_xlabel("epoch")
         axis.set_title(key)
@@ -59,8 +60,24 @@ def plot_confusion_matrix(matrix: list[list[int]], title: str, out: Path) -> Non
     _save(figure, out)
 
 
-def plot_reliability(labels: np.ndarray, probabilities: np.ndarray, title: str, out: Path, bins: int = 10) -> None:
-    """Observed pneumonia frequency against predicted probability, per equal-width bin."""
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, out: Path, bins: int = 10) -> None:
+    """Observed pneumonia frequency against predicted probability, per equal-width bin, for each labelled set."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for name, (labels, probabilities) in curves.items():
+        centres, observed, counts = reliability_bins(np.asarray(labels), np.asarray(probabilities), bins)
+        axis.plot(centres, observed, marker="o", label=name)
+        for x, y, count in zip(centres, observed, counts, strict=True):
+            axis.annotate(str(count), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    axis.set_xlabel("predicted pneumonia probability")
+    axis.set_ylabel("observed pneumonia frequency")
+    axis.set_title(title)
+    axis.legend(loc="upper left")
+    _save(figure, out)
+
+
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> tuple[list, list, list]:
+    """Mean predicted probability, observed frequency and count of each non-empty equal-width bin."""
     edges = np.linspace(0, 1, bins + 1)
     indices = np.clip(np.digitize(probabilities, edges[1:-1], right=True), 0, bins - 1)
     centres, observed, counts = [], [], []
@@ -68,18 +85,9 @@ def plot_reliability(labels: np.ndarray, probabilities: np.ndarray, title: str, 
         members = indices == index
         if members.any():
             centres.append(probabilities[members].mean())
-            observed.append(np.asarray(labels)[members].mean())
+            observed.append(labels[members].mean())
             counts.append(int(members.sum()))
-    figure, axis = plt.subplots(figsize=(5, 5))
-    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
-    axis.plot(centres, observed, marker="o", label="model")
-    for x, y, count in zip(centres, observed, counts):
-        axis.annotate(str(count), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    axis.set_xlabel("predicted pneumonia probability")
-    axis.set_ylabel("observed pneumonia frequency")
-    axis.set_title(title)
-    axis.legend(loc="upper left")
-    _save(figure, out)
+    return centres, observed, counts
 
 
 def _save(figure: plt.Figure, out: Path) -> None:

@@ -46,7 +46,8 @@ def validate_model_dir(folder: Path) -> dict:
     metrics_path, card_path = folder / METRICS_FILENAME, folder / CARD_FILENAME
     if not metrics_path.is_file() or "auc" not in json.loads(metrics_path.read_text()).get("test", {}):
         raise PushRefused(f"{METRICS_FILENAME} with test metrics is missing")
-    if not card_path.is_file() or not card_path.read_text().startswith("---\n") or "model-index" not in card_path.read_text():
+    card = card_path.read_text() if card_path.is_file() else ""
+    if not card.startswith("---\n") or "model-index" not in card:
         raise PushRefused(f"{CARD_FILENAME} (the model card with Hub metadata) is missing or has no model-index")
     return json.loads(metrics_path.read_text())["test"]
 
@@ -64,7 +65,8 @@ def check_version_order(settings: HubSettings, version: str, test_auc: float, al
         latest_auc = card_test_metrics(settings, latest).get("roc_auc")
         if latest_auc is not None and test_auc < latest_auc:
             raise PushRefused(
-                f"test AUC {test_auc:.4f} is below {latest}'s {latest_auc:.4f}; pass --allow-regression to publish anyway"
+                f"test AUC {test_auc:.4f} is below {latest}'s {latest_auc:.4f}; "
+                "pass --allow-regression to publish anyway"
             )
 
 

@@ -1,6 +1,9 @@
 """Turn a training run into a publishable model directory: calibration, metrics, plots, card.
 
-    python -m training.report --model runs/cxr_cnn --data ../shared/data/chest_xray
+    python -m training.report --model runs/cxr_cnn --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia
+
+The first data source's test split is the headline `test` block of metrics.json (Kermany's official test,
+comparable across versions); every source's test split is in `test_by_source`, all of them in `test_pooled`.
 """
 
 from __future__ import annotations
@@ -21,20 +24,27 @@ from cxr_pneumonia.config import (
     MODEL_FILENAME,
 )
 from cxr_pneumonia.model import ModelConfig, PneumoniaModel, load_model_dir
-from cxr_pneumonia.preprocessing import PREPROCESSING_DESCRIPTION
+from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, describe
 from training import plots
-from training.calibration import calibrate
+from training.calibration import TEMPERATURE_RULE, THRESHOLD_RULE, calibrate
 from training.card import write_card
+from training.contrast_check import contrast_report
 from training.data import (
+    BOXES_FILENAME,
+    LabelledImages,
+    concatenate,
     file_digest,
-    list_labelled_images,
     patient_id,
+    test_images,
     validation_images,
 )
-from training.evaluate import evaluate_images, format_report, predict_paths
+from training.evaluate import POOLED, evaluate_sources, format_report, predict_paths
 from training.framing_check import DEFAULT_CROPS, framing_report
 from training.gate import fit_gate
+from training.localization import localization_report
 from training.train import HISTORY_FILENAME, RUN_FILENAME
+
+LOCALIZATION_METHODS = ["Grad-CAM", "Grad-CAM++", "Layer-CAM"]
 
 
 def code_version() -> str:
@@ -49,19 +59,23 @@ def code_version() -> str:
     return commit.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
-def write_config(out: Path, run: dict, temperature: float, threshold: float, data_dir: Path) -> ModelConfig:
+def write_config(out: Path, run: dict, calibration: tuple[float, float], threshold: float,
+                 data_dirs: list[Path]) -> ModelConfig:
     """config.json: everything the app needs to use the model as it was trained."""
-    manifest = data_dir / "MANIFEST.csv"
+    normalization = run.get("normalization", DEFAULT_NORMALIZATION)
     config = {
         "labels": list(LABELS),
         "image_size": run["image_size"],
-        "preprocessing": PREPROCESSING_DESCRIPTION,
+        "normalization": normalization,
+        "preprocessing": describe(normalization),
         "threshold": threshold,
-        "threshold_rule": "maximise Youden's J (sensitivity + specificity - 1) on the patient-grouped validation split",
-        "temperature": temperature,
+        "threshold_rule": THRESHOLD_RULE,
+        "temperature": calibration[0],
+        "logit_offset": calibration[1],
+        "temperature_rule": TEMPERATURE_RULE,
         "gradcam_layer": run["gradcam_layer"],
         "architecture": run["arch"],
-        "data_manifest_sha256": file_digest(manifest) if manifest.is_file() else None,
+        "data_manifest_sha256": manifest_digests(data_dirs),
         "code_version": code_version(),
         "version": run.get("version"),
     }
@@ -69,45 +83,92 @@ def write_config(out: Path, run: dict, temperature: float, threshold: float, dat
     return ModelConfig.from_json(config)
 
 
-def write_report(out: Path, data_dir: Path) -> dict:
-    """Calibrate on validation, fit the input gate, evaluate on val/test, write config, metrics, plots and card."""
+def manifest_digests(data_dirs: list[Path]) -> dict[str, str | None]:
+    """SHA-256 of each source's MANIFEST.csv, by source name."""
+    return {d.resolve().name: file_digest(d / "MANIFEST.csv") if (d / "MANIFEST.csv").is_file() else None
+            for d in data_dirs}
+
+
+def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None) -> dict:
+    """Calibrate on validation, fit the input gate, evaluate on val/test per source, write config, metrics,
+    plots and card; `previous` is an earlier model directory measured on the same test splits beside it."""
     run = json.loads((out / RUN_FILENAME).read_text())
     keras_model = keras.saving.load_model(out / MODEL_FILENAME, compile=False, safe_mode=True)
-    uncalibrated = PneumoniaModel(keras_model, ModelConfig(image_size=run["image_size"]))
+    normalization = run.get("normalization", DEFAULT_NORMALIZATION)
+    uncalibrated = PneumoniaModel(keras_model, ModelConfig(image_size=run["image_size"], normalization=normalization))
     validation = validation_images(out)
     val_logits = uncalibrated.logits(np.stack([uncalibrated.preprocess_file(p) for p in validation.paths]))
-    temperature, threshold = calibrate(val_logits, validation.labels)
-    write_config(out, run, temperature, threshold, data_dir)
-    fit_gate(out, data_dir)
+    temperature, offset, threshold = calibrate(val_logits, validation.labels, validation.sources)
+    write_config(out, run, (temperature, offset), threshold, data_dirs)
+    fit_gate(out, data_dirs)
     model = load_model_dir(out)
 
-    val_probabilities = predict_paths(model, validation.paths)
-    metrics = {"validation": evaluate_images(model, validation)[0]}
-    test_images = list_labelled_images(data_dir / "test")
-    metrics["test"], test_probabilities = evaluate_images(model, test_images)
-    if (data_dir / "val").is_dir():
-        metrics["official_val"] = evaluate_images(model, list_labelled_images(data_dir / "val"))[0]
+    tests = concatenate([test_images(d) for d in data_dirs])
+    metrics = measure(model, validation, tests)
     metrics["training"] = {**run, "n_validation_patients": len({patient_id(p) for p in validation.paths})}
-    metrics["framing_check"] = framing_report(model, validation, DEFAULT_CROPS)
+    metrics["framing_check"] = framing_report(model, validation.of_source(validation.source_names[0]), DEFAULT_CROPS)
+    metrics["contrast_check"] = contrast_report(model, validation)
+    with_boxes = [d for d in data_dirs if (d / BOXES_FILENAME).is_file()]
+    if with_boxes:
+        metrics["localization"] = localization_report(out, with_boxes[0], "test", LOCALIZATION_METHODS)
+    if previous:
+        metrics["previous_version"] = previous_version_metrics(previous, tests, with_boxes[:1])
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
-
-    plots.plot_training_curves(out / HISTORY_FILENAME, out / "training_curves.png")
-    plots.plot_roc({"validation": (validation.labels, val_probabilities),
-                    "test": (test_images.labels, test_probabilities)}, out / "roc.png")
-    plots.plot_confusion_matrix(metrics["test"]["confusion_matrix"]["rows_true_cols_predicted"],
-                                f"test, threshold {threshold:.2f}", out / "confusion_matrix.png")
-    plots.plot_reliability(test_images.labels, test_probabilities, "test (calibrated)", out / "reliability.png")
+    write_plots(out, model, validation, tests, metrics)
     write_card(out)
-    print("test split\n" + format_report(metrics["test"]))
+    for name, report in metrics["test_by_source"].items():
+        print(f"test split of {name}\n" + format_report(report))
     return metrics
+
+
+def measure(model: PneumoniaModel, validation: LabelledImages, tests: LabelledImages) -> dict:
+    """Validation and test reports, per source and pooled; `test` is the first source's."""
+    validation_reports = evaluate_sources(model, validation)
+    test_reports = evaluate_sources(model, tests)
+    first = tests.source_names[0]
+    return {
+        "validation": validation_reports.get(POOLED, validation_reports[first]),
+        "validation_by_source": {k: v for k, v in validation_reports.items() if k != POOLED},
+        "test": test_reports[first],
+        "test_by_source": {k: v for k, v in test_reports.items() if k != POOLED},
+        "test_pooled": test_reports.get(POOLED, test_reports[first]),
+    }
+
+
+def previous_version_metrics(previous: Path, tests: LabelledImages, with_boxes: list[Path]) -> dict:
+    """An earlier model directory measured on the same test splits (and boxes), with its own preprocessing."""
+    model = load_model_dir(previous)
+    result = {"version": model.config.extra.get("version"), "test_by_source": evaluate_sources(model, tests)}
+    result["test_by_source"].pop(POOLED, None)
+    if with_boxes:
+        result["localization"] = localization_report(previous, with_boxes[0], "test", ["Grad-CAM"])
+    return result
+
+
+def write_plots(out: Path, model: PneumoniaModel, validation: LabelledImages, tests: LabelledImages,
+                metrics: dict) -> None:
+    """Training curves, ROC per source, the headline test's confusion matrix and reliability per source."""
+    plots.plot_training_curves(out / HISTORY_FILENAME, out / "training_curves.png")
+    curves = {f"validation {name}": (validation.of_source(name).labels,
+                                     predict_paths(model, validation.of_source(name).paths))
+              for name in validation.source_names}
+    curves |= {f"test {name}": (tests.of_source(name).labels, predict_paths(model, tests.of_source(name).paths))
+               for name in tests.source_names}
+    plots.plot_roc(curves, out / "roc.png")
+    plots.plot_confusion_matrix(metrics["test"]["confusion_matrix"]["rows_true_cols_predicted"],
+                                f"test ({tests.source_names[0]}), threshold {model.config.threshold:.2f}",
+                                out / "confusion_matrix.png")
+    plots.plot_reliability({name: values for name, values in curves.items() if name.startswith("test")},
+                           "test (calibrated)", out / "reliability.png")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a training run directory")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA_DIR], help="the run's data sources")
+    parser.add_argument("--previous", type=Path, help="an earlier model directory to measure beside this one")
     args = parser.parse_args(argv)
-    write_report(args.model, args.data)
+    write_report(args.model, args.data, args.previous)
 
 
 if __name__ == "__main__":

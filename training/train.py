@@ -1,6 +1,9 @@
-"""Train a pneumonia model from scratch and write a publishable model directory.
+"""Train a pneumonia model from scratch on one or more data sources and write a publishable model directory.
 
-    python -m training.train --data ../shared/data/chest_xray --out runs/cxr_cnn
+    python -m training.train --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia --out runs/cxr_cnn
+
+Each source gets its own patient-grouped validation split; batches draw every (source, class) group
+equally often; the checkpoint kept is the one with the best mean of the per-source validation AUCs.
 """
 
 from __future__ import annotations
@@ -21,9 +24,20 @@ from cxr_pneumonia.config import (
     MAX_IMAGE_SIZE,
     MODEL_FILENAME,
 )
+from cxr_pneumonia.metrics import roc_auc
+from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, NORMALIZATIONS
 from training import data
-from training.augment import PRESETS, build_augmenter
+from training.augment import PRESETS, build_augmenter, build_augmenters
+from training.box_supervision import box_supervised_loss, box_supervised_model, cell_size
 from training.data import SPLIT_FILENAME
+from training.distributed import (
+    AutoShardPolicy,
+    any_worker,
+    distribution_strategy,
+    this_worker,
+    with_auto_shard,
+    worker_output_dir,
+)
 
 HISTORY_FILENAME = "history.csv"
 RUN_FILENAME = "run.json"
@@ -31,7 +45,9 @@ RUN_FILENAME = "run.json"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="folder with train/ and test/")
+    parser.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA_DIR],
+                        help="data sources: folders with train/ and test/, or with NORMAL/ and PNEUMONIA/ and a "
+                             "test split file (training.splits)")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--arch", choices=ARCHITECTURES, default="cxr_cnn")
     parser.add_argument("--weights", default=None, help="'imagenet' for Keras applications (needs internet)")
@@ -42,6 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=8, help="epochs without val AUC gain before stopping")
     parser.add_argument("--time-budget-minutes", type=float, default=0, help="stop after this much training (0: none)")
     parser.add_argument("--augment", choices=PRESETS, default="framing")
+    parser.add_argument("--normalization", choices=NORMALIZATIONS, default=DEFAULT_NORMALIZATION)
+    parser.add_argument("--box-weight", type=float, default=0.0,
+                        help="weight of the loss tying Grad-CAM's cells to the radiologists' boxes (0: off; "
+                             "see training/box_supervision.py)")
+    parser.add_argument("--steps-per-epoch", type=int, default=0, help="batches per epoch (0: one pass's worth)")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--limit", type=int, default=0, help="use only this many images per class (tests)")
@@ -52,12 +73,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Weights that make both classes count equally in the loss."""
-    counts = np.bincount(labels, minlength=2)
-    return {index: len(labels) / (2.0 * count) for index, count in enumerate(counts)}
-
-
 def limit_per_class(images: data.LabelledImages, limit: int, seed: int) -> data.LabelledImages:
     """A random subset of at most `limit` images of each class (for quick tests)."""
     rng = np.random.default_rng(seed)
@@ -65,7 +80,45 @@ def limit_per_class(images: data.LabelledImages, limit: int, seed: int) -> data.
     for label in (0, 1):
         indices = np.flatnonzero(images.labels == label)
         keep[rng.permutation(indices)[:limit]] = True
-    return data._subset(images, keep)
+    return data.subset(images, keep)
+
+
+class SourceValidation(keras.callbacks.Callback):
+    """Validation AUC and loss of each source and their means (`val_auc`, `val_loss`), logged before the
+    checkpoint callbacks read them, so every source counts the same whatever its size."""
+
+    def __init__(self, dataset: tf.data.Dataset, images: data.LabelledImages, classifier: keras.Model):
+        super().__init__()
+        self.dataset = dataset
+        self.images = images
+        self.classifier = classifier  # the one-output model, also when fit() trains a box-supervised wrapper
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logits = self.classifier.predict(self.dataset, verbose=0).reshape(-1)
+        sources = np.array(self.images.sources)
+        labels = self.images.labels.astype(np.float64)
+        losses = np.logaddexp(0.0, logits) - labels * logits
+        aucs = {name: roc_auc(labels[sources == name], logits[sources == name]) for name in self.images.source_names}
+        if logs is not None:
+            logs.update({f"val_auc_{name}": value for name, value in aucs.items()})
+            logs["val_auc"] = float(np.mean(list(aucs.values())))
+            logs["val_loss"] = float(np.mean([losses[sources == name].mean() for name in aucs]))
+        print(f"epoch {epoch + 1}: validation AUC " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items()))
+
+
+class SaveBest(keras.callbacks.Callback):
+    """Save the one-output classifier whenever `val_auc` improves (ModelCheckpoint would save the training wrapper)."""
+
+    def __init__(self, classifier: keras.Model, path: Path):
+        super().__init__()
+        self.classifier = classifier
+        self.path = path
+        self.best = -np.inf
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs and logs["val_auc"] > self.best:
+            self.best = logs["val_auc"]
+            self.classifier.save(self.path)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -77,46 +130,51 @@ class TimeBudget(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if time.perf_counter() - self.started > self.seconds:
+        over_budget = time.perf_counter() - self.started > self.seconds
+        if any_worker(self.model.distribute_strategy, over_budget):
             print(f"time budget of {self.seconds / 60:.0f} min reached after epoch {epoch + 1}")
             self.model.stop_training = True
 
 
-def distribution_strategy() -> tf.distribute.Strategy:
-    """Mirror across GPUs when there are several, else the default strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-
 def train(args: argparse.Namespace) -> Path:
-    """Fit the model, keep the best checkpoint by validation AUC and write the run files."""
+    """Fit the model, keep the best checkpoint by validation AUC and write the run files (the chief's go to
+    --out). --batch-size is per worker: each step trains on batch size x workers images."""
+    worker = this_worker()
+    strategy = distribution_strategy(worker)
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
-    out = args.out
+    out = worker_output_dir(args.out, worker)
     out.mkdir(parents=True, exist_ok=True)
 
-    everything = data.list_labelled_images(args.data / "train")
+    sources = [data.development_images(folder) for folder in args.data]
     if args.limit:
-        everything = limit_per_class(everything, args.limit, args.seed)
-    train_images, val_images = data.split_by_patient(everything, args.val_fraction, args.seed)
+        sources = [limit_per_class(images, args.limit, args.seed) for images in sources]
+    train_images, val_images = data.split_each_source(data.concatenate(sources), args.val_fraction, args.seed)
     (out / SPLIT_FILENAME).write_text(json.dumps({"validation": val_images.paths, "seed": args.seed}, indent=1))
-    print(f"train {len(train_images)} images, validation {len(val_images)} images (patient-grouped)")
+    for name in train_images.source_names:
+        print(f"{name}: train {len(train_images.of_source(name))} images, "
+              f"validation {len(val_images.of_source(name))} images (patient-grouped)")
 
-    train_ds = data.training_dataset(
-        train_images, args.image_size, args.batch_size, build_augmenter(args.augment, args.seed), args.seed
-    )
-    val_ds = data.evaluation_dataset(val_images, args.image_size, args.batch_size)
-
-    with distribution_strategy().scope():
-        model = build_model(args.arch, args.image_size, args.weights)
-        model.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate),
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
-            metrics=[keras.metrics.AUC(name="auc", from_logits=True), keras.metrics.BinaryAccuracy(threshold=0.0)],
-        )
-    model.summary()
+    # tf.distribute takes a dataset batch as the global batch and feeds each worker batch_size of it. The
+    # endless training stream is not sharded (DATA sharding would have every worker decode and augment all
+    # images to keep its share): each worker draws its own stream from its own seed. Validation is sharded
+    # and predict() gathers all shares on every worker, so all log the same val_auc and decide alike.
+    global_batch_size = args.batch_size * worker.count
+    stream_seed = args.seed + worker.index
+    with strategy.scope():
+        classifier = build_model(args.arch, args.image_size, args.weights)
+        trained = box_supervised_model(classifier) if args.box_weight else classifier
+        trained.compile(optimizer=keras.optimizers.Adam(args.learning_rate), **loss_and_metrics(args.box_weight))
+    classifier.summary()
+    cells = cell_size(classifier) if args.box_weight else 0
+    train_ds = training_stream(args, train_images, global_batch_size, stream_seed, cells)
+    train_ds = with_auto_shard(train_ds, AutoShardPolicy.OFF)
+    val_ds = data.evaluation_dataset(val_images, args.image_size, global_batch_size, args.normalization)
+    val_ds = with_auto_shard(val_ds, AutoShardPolicy.DATA)
+    steps_per_epoch = args.steps_per_epoch or -(-len(train_images) // global_batch_size)
     callbacks = [
-        keras.callbacks.ModelCheckpoint(out / MODEL_FILENAME, monitor="val_auc", mode="max", save_best_only=True),
+        SourceValidation(val_ds, val_images, classifier),
+        SaveBest(classifier, out / MODEL_FILENAME),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.3, patience=3, min_lr=1e-5),
         keras.callbacks.CSVLogger(out / HISTORY_FILENAME),
@@ -124,23 +182,26 @@ def train(args: argparse.Namespace) -> Path:
     if args.time_budget_minutes:
         callbacks.append(TimeBudget(args.time_budget_minutes * 60))
     started = time.perf_counter()
-    history = model.fit(
-        train_ds, validation_data=val_ds, epochs=args.epochs,
-        class_weight=class_weights(train_images.labels), callbacks=callbacks, verbose=2,
-    )
+    history = trained.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)
     run = {
         "arch": args.arch,
         "weights": args.weights,
         "image_size": args.image_size,
         "augment": args.augment,
+        "normalization": args.normalization,
+        "sources": [str(folder) for folder in args.data],
+        "steps_per_epoch": steps_per_epoch,
         "seed": args.seed,
         "epochs_run": len(history.history["loss"]),
         "best_val_auc": float(max(history.history["val_auc"])),
         "train_seconds": round(time.perf_counter() - started, 1),
         "n_train": len(train_images),
         "n_validation": len(val_images),
-        "gradcam_layer": last_conv_layer_name(model),
+        "gradcam_layer": last_conv_layer_name(classifier),
+        "box_weight": args.box_weight,
         "batch_size": args.batch_size,
+        "workers": worker.count,
+        "global_batch_size": global_batch_size,
         "learning_rate": args.learning_rate,
         "limit_per_class": args.limit,
         "time_budget_minutes": args.time_budget_minutes,
@@ -150,10 +211,29 @@ def train(args: argparse.Namespace) -> Path:
     return out
 
 
+def loss_and_metrics(box_weight: float) -> dict:
+    """compile() arguments: the image loss with AUC and accuracy, or the box-supervised loss alone."""
+    if box_weight:
+        return {"loss": box_supervised_loss(box_weight)}
+    return {"loss": keras.losses.BinaryCrossentropy(from_logits=True),
+            "metrics": [keras.metrics.AUC(name="auc", from_logits=True), keras.metrics.BinaryAccuracy(threshold=0.0)]}
+
+
+def training_stream(args: argparse.Namespace, images: data.LabelledImages, batch_size: int, seed: int,
+                    cells: int) -> tf.data.Dataset:
+    """Balanced augmented training batches; with --box-weight, with each image's cell targets from its boxes."""
+    if not args.box_weight:
+        return data.training_dataset(images, args.image_size, batch_size, build_augmenter(args.augment, seed), seed,
+                                     args.normalization)
+    boxes = {name: found for folder in args.data for name, found in data.read_boxes(folder).items()}
+    return data.box_supervised_dataset(images, args.image_size, batch_size, build_augmenters(args.augment, seed),
+                                       seed, args.normalization, boxes, cells)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = train(args)
-    if not args.skip_report:
+    if not args.skip_report and this_worker().is_chief:
         from training.report import write_report
 
         write_report(out, args.data)

@@ -1,0 +1,232 @@
+"""Plain HTTP routes beside the UI, in the Hugging Face Inference API's convention for image classifiers.
+
+    POST /v1/classify  the image bytes, or JSON {"inputs": <base64 image>, "parameters": {"top_k": n}}
+                       -> [{"label": "PNEUMONIA", "score": p}, {"label": "NORMAL", "score": 1 - p}]
+    POST /v1/explain   the same inputs, parameters method, version and opacity -> the analysis and its heatmap
+    POST /v1/compare   the same inputs, parameters version and opacity -> the analysis and every method's heatmap
+    GET  /v1/model     where the model came from and its test metrics (?version=v1.0.0 for another version)
+
+Parameters may also be sent in the query string (?top_k=1), the way to pass them with raw bytes. The body's
+kind is sniffed from its bytes, never taken from Content-Type (curl sends images as form data). Errors answer
+{"error": message}: 400, 413 or 415 for what the decoder refuses, 422 when the input gate refuses the image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from cxr_pneumonia.config import DEFAULT_OPACITY, MAX_REQUEST_BYTES
+from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS
+from cxr_pneumonia.imaging import ImageDecodeError, ImageTooLargeError, UnsupportedImageError, check_file_size
+from cxr_pneumonia.service import Analysis, PneumoniaService, encode_jpeg
+
+API_PREFIX = "/v1"
+CLASSIFY_PARAMETERS = ("top_k",)
+EXPLAIN_PARAMETERS = ("method", "version", "opacity")
+COMPARE_PARAMETERS = ("version", "opacity")
+_SNIFF_BYTES = 64
+log = logging.getLogger(__name__)
+
+Parameters = dict[str, Any]
+
+
+class ApiError(Exception):
+    """A request the API refuses: answered with `status` and {"error": message, **details}."""
+
+    def __init__(self, status: int, message: str, details: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.details = dict(details or {})
+
+    def response(self) -> JSONResponse:
+        """The error as the JSON response the client gets."""
+        return JSONResponse({"error": str(self), **self.details}, status_code=self.status)
+
+
+def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: Iterable[str] = ()) -> FastAPI:
+    """The API as an app to mount at API_PREFIX. The model runs on `workers` (shared with the UI, so both
+    keep to one concurrency limit), never on the event loop. No CORS headers unless origins are given."""
+    api = FastAPI(title="Chest X-ray pneumonia API", docs_url=None, redoc_url=None, openapi_url=None)
+    if origins := list(cors_origins):
+        api.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+
+    async def on_workers(handle: Callable[[bytes, Parameters], Any], request: Request) -> JSONResponse:
+        body = await read_body(request)
+        content = await asyncio.get_running_loop().run_in_executor(workers, handle, body, dict(request.query_params))
+        return JSONResponse(content)
+
+    @api.post("/classify")
+    async def classify(request: Request) -> JSONResponse:
+        return await answer(on_workers(lambda body, query: classify_body(service, body, query), request))
+
+    @api.post("/explain")
+    async def explain(request: Request) -> JSONResponse:
+        return await answer(on_workers(lambda body, query: explain_body(service, body, query), request))
+
+    @api.post("/compare")
+    async def compare(request: Request) -> JSONResponse:
+        return await answer(on_workers(lambda body, query: compare_body(service, body, query), request))
+
+    @api.get("/model")
+    async def model(version: str = "") -> JSONResponse:
+        return await answer(run_in_threadpool(lambda: JSONResponse(service.model(version or None).info())))
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return ApiError(error.status_code, str(error.detail)).response()
+
+    return api
+
+
+async def answer(respond: Awaitable[JSONResponse]) -> JSONResponse:
+    """The route's response, or its error as JSON: the decoder's message, ours, or a generic one."""
+    try:
+        return await respond
+    except ApiError as error:
+        return error.response()
+    except ImageDecodeError as error:
+        return ApiError(decode_error_status(error), str(error)).response()
+    except Exception:
+        log.exception("REST request failed")
+        return ApiError(500, "The server failed to process this request. Please try again later.").response()
+
+
+def decode_error_status(error: ImageDecodeError) -> int:
+    """413 for an image too large to take, 415 for a format this app cannot read, 400 for the rest."""
+    if isinstance(error, ImageTooLargeError):
+        return 413
+    if isinstance(error, UnsupportedImageError):
+        return 415
+    return 400
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed MAX_REQUEST_BYTES."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        check_request_size(int(declared))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        check_request_size(len(body))
+    return bytes(body)
+
+
+def check_request_size(size: int) -> None:
+    """Refuse a body of `size` bytes if it is over MAX_REQUEST_BYTES, with the decoder's message."""
+    if size > MAX_REQUEST_BYTES:
+        check_file_size(size)  # then also over the decoder's limit: raises its ImageTooLargeError
+
+
+def classify_body(service: PneumoniaService, body: bytes, query: Parameters) -> list[dict[str, Any]]:
+    """Both labels with their calibrated probabilities, highest first, at most top_k of them."""
+    image, parameters = parse_request(body, query, CLASSIFY_PARAMETERS)
+    top_k = positive_int("top_k", parameters.get("top_k", 2))
+    prediction = accepted(service.analyze_bytes(image)).prediction
+    ranked = sorted(prediction.probabilities.items(), key=lambda item: item[1], reverse=True)
+    return [{"label": label, "score": score} for label, score in ranked[:top_k]]
+
+
+def explain_body(service: PneumoniaService, body: bytes, query: Parameters) -> dict[str, Any]:
+    """The analysis as JSON (probability, label, threshold, gate verdict, model) with the overlay as base64 JPEG."""
+    image, parameters = parse_request(body, query, EXPLAIN_PARAMETERS)
+    method = str(parameters.get("method", DEFAULT_METHOD))
+    if method not in METHODS:
+        raise ApiError(400, f"Unknown method {method[:40]!r}: choose one of {', '.join(METHODS)}.")
+    opacity = unit_float("opacity", parameters.get("opacity", DEFAULT_OPACITY))
+    analysis = accepted(service.analyze_bytes(image, method, opacity, str(parameters.get("version") or "") or None))
+    return {**analysis.as_json(), "method": method, "decision": plain_text(analysis.decision),
+            "overlay_jpeg_base64": base64.b64encode(encode_jpeg(analysis.overlay)).decode("ascii")}
+
+
+def compare_body(service: PneumoniaService, body: bytes, query: Parameters) -> dict[str, Any]:
+    """The analysis as JSON with every method's heatmap over the image (base64 JPEG), its time and box scores."""
+    image, parameters = parse_request(body, query, COMPARE_PARAMETERS)
+    opacity = unit_float("opacity", parameters.get("opacity", DEFAULT_OPACITY))
+    comparison = service.compare_bytes(image, opacity, str(parameters.get("version") or "") or None)
+    accepted(comparison.analysis)
+    result = comparison.as_json()
+    for method, view in comparison.views.items():
+        result["methods"][method]["overlay_jpeg_base64"] = base64.b64encode(encode_jpeg(view.overlay)).decode("ascii")
+    return {**result, "decision": plain_text(comparison.analysis.decision)}
+
+
+def accepted(analysis: Analysis) -> Analysis:
+    """The analysis, unless the input gate refused the image: then a 422 saying why, with the gate's verdict."""
+    if analysis.refused:
+        raise ApiError(422, plain_text(analysis.decision), analysis.as_json())
+    return analysis
+
+
+def parse_request(body: bytes, query: Parameters, known: tuple[str, ...]) -> tuple[bytes, Parameters]:
+    """The image bytes and parameters: a raw image body with the query string's parameters, or JSON with the
+    image as base64 in "inputs" and a "parameters" object (which wins over the query string)."""
+    if body[:_SNIFF_BYTES].lstrip()[:1] == b"{":
+        image, parameters = parse_json_body(body)
+        parameters = {**query, **parameters}
+    else:
+        image, parameters = body, query
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ApiError(400, f"Unknown parameter {unknown[0][:40]!r}; this route takes {', '.join(known)}.")
+    return image, parameters
+
+
+def parse_json_body(body: bytes) -> tuple[bytes, Parameters]:
+    """The base64 image and the parameters of an Inference API JSON body."""
+    try:
+        payload = json.loads(body)
+    except ValueError as error:
+        raise ApiError(400, f"The body starts like JSON but is not valid JSON ({error}).") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), str):
+        raise ApiError(400, 'A JSON body needs "inputs": the image file as a base64 string.')
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ApiError(400, '"parameters" must be a JSON object, e.g. {"top_k": 1}.')
+    return decode_base64(payload["inputs"]), parameters
+
+
+def decode_base64(text: str) -> bytes:
+    """Standard base64, line breaks and a data: URL prefix allowed."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, '"inputs" is not valid base64: send the image file base64-encoded.') from None
+
+
+def positive_int(name: str, value: Any) -> int:
+    """A parameter as a whole number of at least 1 (from JSON or the query string), or a 400."""
+    if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
+        raise ApiError(400, f"{name} must be a whole number of at least 1, not {str(value)[:40]!r}.")
+    return int(value)
+
+
+def unit_float(name: str, value: Any) -> float:
+    """A parameter as a number from 0 to 1 (from JSON or the query string), or a 400."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise ApiError(400, f"{name} must be a number from 0 to 1, not {str(value)[:40]!r}.")
+    return number
+
+
+def plain_text(markdown: str) -> str:
+    """A Markdown message from the service (bold, paragraphs) as one line of plain text."""
+    return " ".join(markdown.replace("**", "").split())

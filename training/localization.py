@@ -1,0 +1,107 @@
+"""Where the heatmaps land against the radiologists' opacity boxes (RSNA), per explanation method.
+
+    python -m training.localization --model model --data ../shared/data/rsna_pneumonia --split test
+
+Every PNEUMONIA image of the split with boxes gets each method's map of the evidence for PNEUMONIA
+(whatever the model decided), scored by cxr_pneumonia.explanation_quality: pointing-game hit rate,
+mass ratio inside the boxes, and mIoU of the Otsu-thresholded map. A map peaking at the image centre
+is scored beside them as a no-model baseline. Writes a "localization" block into the model's metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cxr_pneumonia.explain import METHODS, Explainer
+from cxr_pneumonia.explanation_quality import box_mask, centre_map, localization_scores
+from cxr_pneumonia.imaging import read_image_file
+from cxr_pneumonia.model import load_model_dir
+from cxr_pneumonia.preprocessing import to_model_input
+from training.data import LabelledImages, list_labelled_images, read_boxes, test_images, validation_images
+from training.metrics_file import store_in_metrics
+
+CENTRE_BASELINE = "centre of the image (no model)"
+SPLITS = ("test", "validation", "all")
+
+
+def split_images(model_dir: Path, data_dir: Path, split: str) -> LabelledImages:
+    """The data set's held-out test split, the model run's validation images of it, or all its images."""
+    if split == "test":
+        return test_images(data_dir)
+    if split == "validation":
+        return validation_images(model_dir).of_source(data_dir.resolve().name)
+    return list_labelled_images(data_dir)
+
+
+def localization_report(model_dir: Path, data_dir: Path, split: str, methods: list[str],
+                        gradcam_layer: str | None = None) -> dict:
+    """Mean scores per method over the split's pneumonia images with boxes (optionally another Grad-CAM layer)."""
+    model = load_model_dir(model_dir)
+    if gradcam_layer:
+        model = model.with_gradcam_layer(gradcam_layer)
+    explainer = Explainer(model)
+    boxes = read_boxes(data_dir)
+    images = split_images(model_dir, data_dir, split)
+    cases = [path for path, label in zip(images.paths, images.labels, strict=True)
+             if label == 1 and Path(path).name in boxes]
+    size = model.config.image_size
+    scores: dict[str, list[dict[str, float]]] = {name: [] for name in [*methods, CENTRE_BASELINE]}
+    seconds = dict.fromkeys(methods, 0.0)
+    for path in cases:
+        gray = read_image_file(path)
+        mask = box_mask(boxes[Path(path).name], gray.shape[1], gray.shape[0], size, size)
+        model_input = to_model_input(gray, size, model.config.normalization)
+        for method in methods:
+            started = time.perf_counter()
+            heatmap = explainer.heatmap(model_input, "PNEUMONIA", method)
+            seconds[method] += time.perf_counter() - started
+            scores[method].append(localization_scores(heatmap, mask))
+        scores[CENTRE_BASELINE].append(localization_scores(centre_map(size, size), mask))
+    return {
+        "data": data_dir.resolve().name, "split": split, "n": len(cases), "gradcam_layer": model.config.gradcam_layer,
+        "explained_class": "PNEUMONIA",
+        "methods": {name: summarise(rows, seconds.get(name), len(cases)) for name, rows in scores.items()},
+    }
+
+
+def summarise(rows: list[dict[str, float]], seconds: float | None, n: int) -> dict[str, float | None]:
+    """Pointing-game hit rate, mean mass ratio and mIoU over cases (NaN-free means), and ms per map."""
+    def mean(key: str) -> float:
+        values = [row[key] for row in rows if not np.isnan(row[key])]
+        return float(np.mean(values)) if values else float("nan")
+
+    return {"hit_rate": mean("hit"), "mass_ratio": mean("mass_ratio"), "miou_otsu": mean("otsu_iou"),
+            "ms_per_map": None if seconds is None or not n else 1000 * seconds / n}
+
+
+def format_localization(report: dict) -> str:
+    """The report as a few aligned lines."""
+    lines = [f"{report['data']} {report['split']}: {report['n']} pneumonia images with boxes, "
+             f"Grad-CAM layer {report['gradcam_layer']}"]
+    for name, row in report["methods"].items():
+        lines.append(f"{name:32s} hit rate {row['hit_rate']:.3f}  mass ratio {row['mass_ratio']:.2f}  "
+                     f"mIoU {row['miou_otsu']:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="data set with boxes.csv (RSNA)")
+    parser.add_argument("--split", choices=SPLITS, default="test")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--gradcam-layer", help="explain this layer instead of the model's own")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave metrics.json alone")
+    args = parser.parse_args(argv)
+    report = localization_report(args.model, args.data, args.split, args.methods, args.gradcam_layer)
+    print(format_localization(report))
+    if not args.no_save and not args.gradcam_layer:
+        store_in_metrics(args.model, "localization", report)
+
+
+if __name__ == "__main__":
+    main()
