@@ -1,7 +1,7 @@
 """Fit the input gate of a model directory: write gate.npz, gate_classifier.keras and the "gate" block of its
 config.json, with the share of each category of other radiographs it refuses.
 
-    python -m training.gate --model runs/v2_equalize --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia
+    python -m training.gate --model model --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia
 
 Positives are at most 2000 training images of the model's sources (equal shares per source; --data defaults
 to the sources in the run's run.json), outside the run's validation split, each as it is and once with a random
