@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 
 from cxr_pneumonia.architectures import build_model
+from cxr_pneumonia.examples import read_boxes
 from cxr_pneumonia.explanation_quality import box_mask
 from training.box_supervision import box_supervised_loss, box_supervised_model, cell_size
-from training.data import box_targets, boxed_image_dataset, list_labelled_images, read_boxes
+from training.data import box_targets, boxed_image_dataset, list_labelled_images
 
 
 def test_the_image_logit_is_the_mean_of_the_cell_logits():

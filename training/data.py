@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_pneumonia.config import LABELS
-from cxr_pneumonia.examples import BOXES_FILENAME, read_boxes  # noqa: F401 (the one reader of boxes.csv)
 from cxr_pneumonia.explanation_quality import Box, box_mask
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, load_model_input, to_model_input

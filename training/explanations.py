@@ -101,7 +101,8 @@ def explanations_report(model_dir: Path, data_root: Path, limit: int, seed: int,
     check_depth = len(top_groups(model.keras_model, model.config.gradcam_layer))
     cascade = cascade_explainers(model)
     return {
-        "localization": localization_report(model_dir, data_root / BOXED_SOURCE, "test", methods),
+        "localization": localization_report(model, data_root / BOXED_SOURCE, test_images(data_root / BOXED_SOURCE),
+                                            "test", methods),
         "sample_per_split": limit, "seed": seed, "explained_class": "the model's decision on each image",
         "randomisation": {"cascade": [list(group) for group in groups], "check_depth": check_depth,
                           "check_layers": [name for group in groups[:check_depth] for name in group],

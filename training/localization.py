@@ -16,19 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr_pneumonia.examples import read_boxes
 from cxr_pneumonia.explain import METHODS, Explainer
 from cxr_pneumonia.explanation_quality import box_mask, centre_map, localization_scores
 from cxr_pneumonia.imaging import read_image_file
-from cxr_pneumonia.model import load_model_dir
-from cxr_pneumonia.preprocessing import to_model_input
-from training.data import LabelledImages, list_labelled_images, read_boxes, test_images, validation_images
+from cxr_pneumonia.model import PneumoniaModel, load_model_dir
+from training.data import LabelledImages, list_labelled_images, test_images, validation_images
 from training.metrics_file import store_in_metrics
 
 CENTRE_BASELINE = "centre of the image (no model)"
 SPLITS = ("test", "validation", "all")
 
 
-def split_images(model_dir: Path, data_dir: Path, split: str) -> LabelledImages:
+def images_of_split(model_dir: Path, data_dir: Path, split: str) -> LabelledImages:
     """The data set's held-out test split, the model run's validation images of it, or all its images."""
     if split == "test":
         return test_images(data_dir)
@@ -37,15 +37,11 @@ def split_images(model_dir: Path, data_dir: Path, split: str) -> LabelledImages:
     return list_labelled_images(data_dir)
 
 
-def localization_report(model_dir: Path, data_dir: Path, split: str, methods: list[str],
-                        gradcam_layer: str | None = None) -> dict:
-    """Mean scores per method over the split's pneumonia images with boxes (optionally another Grad-CAM layer)."""
-    model = load_model_dir(model_dir)
-    if gradcam_layer:
-        model = model.with_gradcam_layer(gradcam_layer)
+def localization_report(model: PneumoniaModel, data_dir: Path, images: LabelledImages, split: str,
+                        methods: list[str]) -> dict:
+    """Mean scores per method over the pneumonia images with boxes among `images` (the data set's `split`)."""
     explainer = Explainer(model)
     boxes = read_boxes(data_dir)
-    images = split_images(model_dir, data_dir, split)
     cases = [path for path, label in zip(images.paths, images.labels, strict=True)
              if label == 1 and Path(path).name in boxes]
     size = model.config.image_size
@@ -54,7 +50,7 @@ def localization_report(model_dir: Path, data_dir: Path, split: str, methods: li
     for path in cases:
         gray = read_image_file(path)
         mask = box_mask(boxes[Path(path).name], gray.shape[1], gray.shape[0], size, size)
-        model_input = to_model_input(gray, size, model.config.normalization)
+        model_input = model.preprocess(gray)
         for method in methods:
             started = time.perf_counter()
             heatmap = explainer.heatmap(model_input, "PNEUMONIA", method)
@@ -97,7 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gradcam-layer", help="explain this layer instead of the model's own")
     parser.add_argument("--no-save", action="store_true", help="print only; leave metrics.json alone")
     args = parser.parse_args(argv)
-    report = localization_report(args.model, args.data, args.split, args.methods, args.gradcam_layer)
+    model = load_model_dir(args.model)
+    if args.gradcam_layer:
+        model = model.with_gradcam_layer(args.gradcam_layer)
+    images = images_of_split(args.model, args.data, args.split)
+    report = localization_report(model, args.data, images, args.split, args.methods)
     print(format_localization(report))
     if not args.no_save and not args.gradcam_layer:
         store_in_metrics(args.model, "localization", report)

@@ -23,6 +23,7 @@ from cxr_pneumonia.config import (
     METRICS_FILENAME,
     MODEL_FILENAME,
 )
+from cxr_pneumonia.examples import BOXES_FILENAME
 from cxr_pneumonia.model import ModelConfig, PneumoniaModel, load_model_dir
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, describe
 from training import plots
@@ -30,7 +31,6 @@ from training.calibration import TEMPERATURE_RULE, THRESHOLD_RULE, calibrate
 from training.card import write_card
 from training.contrast_check import contrast_report
 from training.data import (
-    BOXES_FILENAME,
     LabelledImages,
     concatenate,
     file_digest,
@@ -110,7 +110,8 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None)
     metrics["contrast_check"] = contrast_report(model, validation)
     with_boxes = [d for d in data_dirs if (d / BOXES_FILENAME).is_file()]
     if with_boxes:
-        metrics["localization"] = localization_report(out, with_boxes[0], "test", LOCALIZATION_METHODS)
+        metrics["localization"] = localization_report(model, with_boxes[0], test_images(with_boxes[0]), "test",
+                                                      LOCALIZATION_METHODS)
     if previous:
         metrics["previous_version"] = previous_version_metrics(previous, tests, with_boxes[:1])
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
@@ -141,7 +142,8 @@ def previous_version_metrics(previous: Path, tests: LabelledImages, with_boxes: 
     result = {"version": model.config.extra.get("version"), "test_by_source": evaluate_sources(model, tests)}
     result["test_by_source"].pop(POOLED, None)
     if with_boxes:
-        result["localization"] = localization_report(previous, with_boxes[0], "test", ["Grad-CAM"])
+        result["localization"] = localization_report(model, with_boxes[0], test_images(with_boxes[0]), "test",
+                                                     ["Grad-CAM"])
     return result
 
 

@@ -24,6 +24,7 @@ from cxr_pneumonia.config import (
     MAX_IMAGE_SIZE,
     MODEL_FILENAME,
 )
+from cxr_pneumonia.examples import read_boxes
 from cxr_pneumonia.metrics import roc_auc
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, NORMALIZATIONS
 from training import data
@@ -225,7 +226,7 @@ def training_stream(args: argparse.Namespace, images: data.LabelledImages, batch
     if not args.box_weight:
         return data.training_dataset(images, args.image_size, batch_size, build_augmenter(args.augment, seed), seed,
                                      args.normalization)
-    boxes = {name: found for folder in args.data for name, found in data.read_boxes(folder).items()}
+    boxes = {name: found for folder in args.data for name, found in read_boxes(folder).items()}
     return data.box_supervised_dataset(images, args.image_size, batch_size, build_augmenters(args.augment, seed),
                                        seed, args.normalization, boxes, cells)
 
