@@ -27,15 +27,19 @@ def timed_ms(function: Callable[[], object], repeats: int, warmup: int = 3) -> l
 def timed_ms_interleaved(functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
                          ) -> dict[str, list[float]]:
     """Wall times in milliseconds of each function, called in turn round after round: a slow spell of a
-    shared machine then hits every function alike, which keeps their ratio honest."""
+    shared machine then hits every function alike, which keeps their ratio honest. Each round starts one
+    function further on, so that none always runs right after the same one (a large model leaves the caches
+    cold for whatever follows it)."""
     for function in functions.values():
         for _ in range(warmup):
             function()
     times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
+    names = list(functions)
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
             started = time.perf_counter()
-            function()
+            functions[name]()
             times[name].append((time.perf_counter() - started) * 1000)
     return times
 

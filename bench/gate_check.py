@@ -13,8 +13,8 @@ as-is and as crops, flips, rotations and gamma changes. Chest X-rays "from anoth
 images of each source changed the way another site's images may differ (framing, borders, rotation, exposure, edge
 enhancement, markers, JPEG recompression, noise, 16-bit PNG, MONOCHROME1 DICOM). Several of those changes
 resemble the ones the gate was fitted with (LIKE_FIT_CHANGES), so they are pooled apart from the others.
-Generated files live in a temporary folder that is deleted at the end. The gate's thresholds were set on
-validation images; nothing here sets them.
+Generated files live in a temporary folder that is deleted at the end. The gate's verdict rule was fitted on
+validation images; nothing here sets it.
 """
 
 from __future__ import annotations
@@ -268,8 +268,8 @@ def pooled(reports: dict[str, dict]) -> dict:
     """The counts of several groups added up, and their refused fraction."""
     total = {key: sum(report[key] for report in reports.values())
              for key in ("n", "n_refused_by_decoder", "n_refused_by_gate")}
-    scores = [report["n_over_limit_by_score"] for report in reports.values()]
-    total["n_over_limit_by_score"] = {name: sum(counts[name] for counts in scores) for name in scores[0]}
+    scores = [report["n_refused_above_base_by_score"] for report in reports.values()]
+    total["n_refused_above_base_by_score"] = {name: sum(counts[name] for counts in scores) for name in scores[0]}
     told = [report.get("n_refused_by_kind_told", {}) for report in reports.values()]
     total["n_refused_by_kind_told"] = {kind: sum(counts.get(kind, 0) for counts in told)
                                        for kind in sorted({kind for counts in told for kind in counts})}
@@ -295,7 +295,7 @@ def run(model_dir: Path, data_dirs: list[Path], radiographs: Path, n_cxr: int, s
              for d in data_dirs if not (Path(d) / "test").is_dir()}
     return {
         "model": str(model_dir),
-        "thresholds": model.gate.thresholds,
+        "verdict_rule": model.gate.rule.to_json(),
         "other_radiographs": folder_reports(model, radiographs),
         "other_radiographs_left_out_in_fit": model.config.gate.get("negatives"),
         "not_chest_xray": {**other_reports, "all": pooled(other_reports)},
@@ -309,7 +309,7 @@ def run(model_dir: Path, data_dirs: list[Path], radiographs: Path, n_cxr: int, s
 
 
 def summary_lines(result: dict) -> list[str]:
-    """One line per group: refused share and counts, and how many were over each score's limit."""
+    """One line per group: refused share and counts, and how many of the refused each score found unusual."""
     radiographs = result["other_radiographs"]
     sections = [("other_radiographs", name, report) for name, report in radiographs["by_folder"].items()]
     sections.append(("other_radiographs", "all", radiographs))
@@ -320,9 +320,9 @@ def summary_lines(result: dict) -> list[str]:
     lines = []
     for section, name, report in sections:
         refused = report["n_refused_by_decoder"] + report["n_refused_by_gate"]
-        over = ", ".join(f"{score} {count}" for score, count in report["n_over_limit_by_score"].items())
-        lines.append(f"{section:28s} {name:23s} refused {report['rejected_fraction']:6.1%} "
-                     f"({refused:4d}/{report['n']:4d}); unreadable {report['n_refused_by_decoder']}; over: {over}")
+        above = ", ".join(f"{score} {count}" for score, count in report["n_refused_above_base_by_score"].items())
+        lines.append(f"{section:28s} {name:23s} refused {report['rejected_fraction']:6.1%} ({refused:4d}/"
+                     f"{report['n']:4d}); unreadable {report['n_refused_by_decoder']}; above base: {above}")
     if result["other_radiographs_left_out_in_fit"]:
         lines.append(category_table({"negatives": result["other_radiographs_left_out_in_fit"]}))
     return lines

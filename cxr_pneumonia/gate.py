@@ -2,9 +2,11 @@
 
 Three scores of the preprocessed model input:
 
-- `feature_distance`: Mahalanobis distance of the CNN's features (global averages of a few layers, from
-  mid-level texture to the pooled features the classifier reads) to a Gaussian fitted on the training
-  images' features (Ledoit-Wolf shrinkage of the covariance of standardised features);
+- `feature_distance`: Mahalanobis distance of the CNN's features to a Gaussian fitted on the training images'
+  features (Ledoit-Wolf shrinkage of the covariance of standardised features). The features are a mid-level
+  layer averaged over each cell of a coarse feature_grid x feature_grid grid (gates fitted before the grid
+  have 1: a global average), so that where the textures lie counts, not only which there are: a lateral view
+  or a dental film has chest-like textures in another layout;
 - `reconstruction_error`: root-mean-square error of a 32x32 thumbnail of the input rebuilt from the
   principal components of the training thumbnails;
 - `not_frontal_chest`: the log-odds, from a small CNN trained to tell frontal chest X-rays from other
@@ -12,9 +14,11 @@ Three scores of the preprocessed model input:
   frontal chest X-ray. A second head of the same CNN says what a refused image looks like, when it is sure.
 
 The first two are one-class scores, fitted on training chest X-rays alone; the third needs examples of what
-to refuse. An image is refused when any score exceeds its threshold. A model directory keeps the arrays in
-gate.npz, the small CNN in gate_classifier.keras, and the thresholds and the method in the "gate" block of
-its config.json; gates fitted before the classifier existed have the first two scores only.
+to refuse. The verdict weighs them together (`VerdictRule`): each score's excess over its usual range on
+validation chest X-rays, summed, so that an image a little unusual by two measures is refused as well as one
+far out by one. A model directory keeps the arrays in gate.npz, the small CNN in gate_classifier.keras, and
+the rule and the method in the "gate" block of its config.json; gates fitted before the classifier existed
+have the first two scores only, and gates fitted before the summed rule one threshold per score.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from cxr_pneumonia.architectures import LOGIT_LAYER
 
 GATE_FILENAME = "gate.npz"
 CLASSIFIER_FILENAME = "gate_classifier.keras"
-# Layers whose global averages make the feature vector: two mid-level stages of our CNN and the pooled
-# features the classifier reads (other architectures use the layers of these they have, or the penultimate).
-FEATURE_LAYERS = ("stage2_pool", "stage3_pool", "pool")
+# Layers whose averages over a FEATURE_GRID x FEATURE_GRID grid make the feature vector: our CNN's third stage
+# (other architectures use the penultimate layer). Measured against global averages of stage 2, stage 3 and the
+# pooled features: with the 2x2 layout the gate refused more of every kind of radiograph left out of its fit.
+FEATURE_LAYERS = ("stage3_pool",)
+FEATURE_GRID = 2
 THUMBNAIL_SIZE = 32
 FEATURE_BATCH = 64
 ONE_CLASS_SCORES = ("feature_distance", "reconstruction_error")
@@ -45,8 +51,9 @@ SCORE_LABELS = {"feature_distance": "distance of the CNN's features from those o
                 "reconstruction_error": "error rebuilding a thumbnail from training chest X-ray patterns",
                 CLASSIFIER_SCORE: "log-odds of the gate's classifier that this is not a frontal chest X-ray"}
 GATE_METHOD = (
-    "refuse when any score of the preprocessed input exceeds its threshold: Mahalanobis distance of the CNN's "
-    "features (global averages of feature_layers) to a Gaussian fitted on training chest X-rays (Ledoit-Wolf "
+    "scores of the preprocessed input, weighed together by the verdict rule: Mahalanobis distance of the CNN's "
+    "features (feature_layers averaged over each cell of a feature_grid x feature_grid grid, so that their layout "
+    "counts) to a Gaussian fitted on training chest X-rays (Ledoit-Wolf "
     "shrinkage of standardised features); RMS reconstruction error of a 32x32 thumbnail from the principal "
     "components of the training thumbnails; and the log-odds that the input is not a frontal chest X-ray from "
     "a small CNN (gate_classifier.keras) trained on training chest X-rays against other radiographs, turned "
@@ -91,27 +98,72 @@ def refusal_message(kind: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class VerdictRule:
+    """How the scores make the verdict: each score's excess over its base, in units of its scale, summed
+    (the evidence); an image is refused when the evidence exceeds the limit. A gate with one threshold per
+    score reads as bases at those thresholds, unit scales and limit 0: refused when any score exceeds its own."""
+
+    bases: dict[str, float]
+    scales: dict[str, float]
+    limit: float
+
+    @classmethod
+    def from_block(cls, block: dict[str, Any]) -> VerdictRule:
+        """The rule of a config.json "gate" block: its "evidence", or else its per-score "thresholds"."""
+        if "evidence" in block:
+            evidence = block["evidence"]
+            return cls({name: float(value) for name, value in evidence["bases"].items()},
+                       {name: float(value) for name, value in evidence["scales"].items()}, float(evidence["limit"]))
+        thresholds = {name: float(value) for name, value in block["thresholds"].items()}
+        return cls(thresholds, dict.fromkeys(thresholds, 1.0), 0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bases": self.bases, "scales": self.scales, "limit": self.limit}
+
+    def contributions(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each score's excess over its base in units of its scale, zero below the base."""
+        return {name: np.maximum(0.0, (np.asarray(values, dtype=np.float64) - self.bases[name]) / self.scales[name])
+                for name, values in scores.items()}
+
+    def evidence(self, scores: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """The summed contributions of each of n images (zeros without scores)."""
+        return sum(self.contributions(scores).values(), np.zeros(n))
+
+    def refused(self, scores: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """True where the evidence exceeds the limit."""
+        return self.evidence(scores, n) > self.limit
+
+
+@dataclass(frozen=True)
 class GateResult:
-    """The gate's verdict on one image: passed or refused, with its scores, their thresholds and, for a
-    refusal, what the image looks like when the gate knows."""
+    """The gate's verdict on one image: passed or refused, with its scores, the rule that weighed them and,
+    for a refusal, what the image looks like when the gate knows."""
 
     passed: bool
     scores: dict[str, float]
-    thresholds: dict[str, float]
+    rule: VerdictRule | None
     message: str
     checked: bool = True
     kind: str | None = None
 
+    @property
+    def evidence(self) -> float | None:
+        """The scores' summed excess (see VerdictRule); None without a gate."""
+        if self.rule is None:
+            return None
+        return float(self.rule.evidence({name: np.array([value]) for name, value in self.scores.items()}, 1)[0])
+
     def explanation(self) -> str:
-        """The message, and for a refusal which score was over its limit, in Markdown."""
-        if self.passed:
+        """The message, and for a refusal which scores were above their usual range, in Markdown."""
+        if self.passed or self.rule is None:
             return self.message
-        over = [f"{SCORE_LABELS[name]} {self.scores[name]:.3g} (limit {self.thresholds[name]:.3g})"
-                for name in self.scores if self.scores[name] > self.thresholds[name]]
+        above = [f"{SCORE_LABELS[name]} {self.scores[name]:.3g} (usual up to {self.rule.bases[name]:.3g})"
+                 for name, value in self.scores.items() if value > self.rule.bases[name]]
         return (
-            f"**{self.message}**\n\nInput gate: {'; '.join(over)}. The gate compares the image with the frontal "
-            "chest X-rays the model was trained on, so a chest X-ray that looks very different from those, for "
-            "example cropped, rotated or with wide borders, can be refused too."
+            f"**{self.message}**\n\nInput gate: {'; '.join(above)}; together {self.evidence:.3g} against a limit "
+            f"of {self.rule.limit:.3g}. The gate compares the image with the frontal chest X-rays the model was "
+            "trained on, so a chest X-ray that looks very different from those, for example cropped, rotated or "
+            "with wide borders, can be refused too."
         )
 
 
@@ -172,19 +224,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def gate_outputs(keras_model: keras.Model, layer_names: list[str] | tuple[str, ...],
-                 classifier: keras.Model | None = None):
-    """The symbolic (n, p [+ k]) gate outputs of the model's forward pass: global averages of the named
-    layers, concatenated, and the gate classifier's logits on the same input when there is one."""
-    outputs = [_global_average(_layer(keras_model, name).output) for name in layer_names]
+                 classifier: keras.Model | None = None, grid: int = 1):
+    """The symbolic (n, p [+ k]) gate outputs of the model's forward pass: the named layers averaged over a
+    grid x grid grid, concatenated, and the gate classifier's logits on the same input when there is one."""
+    outputs = [_grid_average(_layer(keras_model, name).output, grid) for name in layer_names]
     if classifier is not None:
         outputs.append(classifier(keras_model.inputs[0]))
     return outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
 
 
 def gate_function(keras_model: keras.Model, layer_names: list[str] | tuple[str, ...],
-                  classifier: keras.Model | None = None) -> GateFunction:
+                  classifier: keras.Model | None = None, grid: int = 1) -> GateFunction:
     """A compiled function from a batch of model inputs to its (n, p [+ k]) `gate_outputs`."""
-    extractor = keras.Model(keras_model.inputs, gate_outputs(keras_model, layer_names, classifier))
+    extractor = keras.Model(keras_model.inputs, gate_outputs(keras_model, layer_names, classifier, grid))
     size = keras_model.inputs[0].shape[1]
     compiled = tf.function(lambda batch: extractor(batch, training=False),
                            input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)])
@@ -198,13 +250,15 @@ def gate_function(keras_model: keras.Model, layer_names: list[str] | tuple[str, 
 
 
 def default_feature_layers(keras_model: keras.Model) -> list[str]:
-    """FEATURE_LAYERS that the model has, ending with the layer the classifier's dense head reads."""
+    """FEATURE_LAYERS that the model has, or else the layer the classifier's dense head reads."""
     names = [layer.name for layer in keras_model.layers]
+    mid_level = [name for name in FEATURE_LAYERS if name in names]
+    if mid_level:
+        return mid_level
     head = names.index(LOGIT_LAYER) - 1
     while isinstance(keras_model.layers[head], keras.layers.Dropout):
         head -= 1
-    mid_level = [name for name in FEATURE_LAYERS[:-1] if name in names]
-    return [*mid_level, names[head]]
+    return [names[head]]
 
 
 def _layer(keras_model: keras.Model, name: str) -> keras.layers.Layer:
@@ -214,30 +268,38 @@ def _layer(keras_model: keras.Model, name: str) -> keras.layers.Layer:
         raise ValueError(f"model {keras_model.name} has no layer {name!r} to take gate features from") from error
 
 
-def _global_average(tensor):
-    """Image feature maps averaged over height and width; vectors as they are."""
-    if len(tensor.shape) == 4:
-        return keras.layers.GlobalAveragePooling2D()(tensor)
+def _grid_average(tensor, grid: int):
+    """Image feature maps averaged over each cell of a grid x grid grid, flattened row by row (cell, then
+    channel); vectors as they are."""
     if len(tensor.shape) == 2:
         return tensor
-    raise ValueError(f"gate features need vectors or image feature maps, not shape {tensor.shape}")
+    if len(tensor.shape) != 4:
+        raise ValueError(f"gate features need vectors or image feature maps, not shape {tensor.shape}")
+    if grid == 1:
+        return keras.layers.GlobalAveragePooling2D()(tensor)
+    height, width = tensor.shape[1:3]
+    if height % grid or width % grid:
+        raise ValueError(f"a {height}x{width} feature map does not divide into a {grid}x{grid} grid")
+    cells = keras.layers.AveragePooling2D((height // grid, width // grid))(tensor)
+    return keras.layers.Flatten()(cells)
 
 
 class InputGate:
     """Checks model inputs against the chest X-ray statistics and the gate classifier; an absent gate passes
     everything."""
 
-    def __init__(self, statistics: GateStatistics | None = None, thresholds: dict[str, float] | None = None,
+    def __init__(self, statistics: GateStatistics | None = None, rule: VerdictRule | None = None,
                  outputs: GateFunction | None = None, feature_layers: tuple[str, ...] = (),
-                 classifier: keras.Model | None = None, classes: tuple[str, ...] = ()):
+                 classifier: keras.Model | None = None, classes: tuple[str, ...] = (), feature_grid: int = 1):
         names = set(SCORE_NAMES) if classifier is not None else set(ONE_CLASS_SCORES)
-        if statistics is not None and (outputs is None or set(thresholds or {}) != names):
-            raise ValueError(f"a gate needs its output function and thresholds for {', '.join(sorted(names))}")
+        if statistics is not None and (outputs is None or rule is None or set(rule.bases) != names):
+            raise ValueError(f"a gate needs its output function and a rule for {', '.join(sorted(names))}")
         if classifier is not None and (not classes or classes[0] != FRONTAL_CHEST):
             raise ValueError(f"the gate classifier's classes must start with {FRONTAL_CHEST}, not {classes}")
         self.statistics = statistics
-        self.thresholds = dict(thresholds or {})
+        self.rule = rule
         self.feature_layers = tuple(feature_layers)
+        self.feature_grid = feature_grid
         self.classifier = classifier
         self.classes = tuple(classes)
         self._outputs = outputs
@@ -249,7 +311,7 @@ class InputGate:
     def outputs(self, keras_model: keras.Model):
         """The symbolic gate outputs of `keras_model`'s forward pass, for a caller that runs that pass anyway
         (the explainer's compiled Grad-CAM); pass its values to `scores` or `check`."""
-        return gate_outputs(keras_model, self.feature_layers, self.classifier)
+        return gate_outputs(keras_model, self.feature_layers, self.classifier, self.feature_grid)
 
     def scores(self, batch: np.ndarray, outputs: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Every score for a batch of (s, s, 1) model inputs (empty for an absent gate); pass `outputs` when
@@ -258,13 +320,13 @@ class InputGate:
 
     def refused(self, batch: np.ndarray) -> np.ndarray:
         """A boolean per image of the batch: True where the gate refuses it."""
-        return refused_by(self.scores(batch), self.thresholds, len(batch))
+        return self.assess(batch)[1]
 
     def assess(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, list[str | None]]:
         """Every score of a batch, a boolean per image (refused) and, for each refused image, what it looks
         like when the gate knows (None otherwise)."""
         scores, logits = self._scores_and_logits(batch, None)
-        refused = refused_by(scores, self.thresholds, len(batch))
+        refused = self.rule.refused(scores, len(batch)) if self.rule else np.zeros(len(batch), dtype=bool)
         kinds = [self.known_kind(logits[index]) if flag and logits is not None else None
                  for index, flag in enumerate(refused)]
         return scores, refused, kinds
@@ -272,18 +334,19 @@ class InputGate:
     def check(self, model_input: np.ndarray, outputs: np.ndarray | None = None) -> GateResult:
         """The verdict on one (s, s, 1) model input, given its (1, ...) gate outputs if already computed."""
         if self.statistics is None:
-            return GateResult(True, {}, {}, ABSENT_MESSAGE, checked=False)
+            return GateResult(True, {}, None, ABSENT_MESSAGE, checked=False)
         batch_scores, logits = self._scores_and_logits(model_input[np.newaxis], outputs)
         scores = {name: float(values[0]) for name, values in batch_scores.items()}
-        if all(scores[name] <= self.thresholds[name] for name in scores):
-            return GateResult(True, scores, dict(self.thresholds), PASSED_MESSAGE)
+        if not self.rule.refused(batch_scores, 1)[0]:
+            return GateResult(True, scores, self.rule, PASSED_MESSAGE)
         kind = None if logits is None else self.known_kind(logits[0])
-        return GateResult(False, scores, dict(self.thresholds), refusal_message(kind), kind=kind)
+        return GateResult(False, scores, self.rule, refusal_message(kind), kind=kind)
 
     def known_kind(self, outputs: np.ndarray) -> str | None:
         """What a refused input looks like, from its classifier outputs: the most probable kind if the classifier
-        refused it too and gives that kind KNOWN_KIND_PROBABILITY or more; else None (the gate does not know)."""
-        if outputs[0] <= self.thresholds[CLASSIFIER_SCORE]:
+        finds it unusual too (above its base) and gives that kind KNOWN_KIND_PROBABILITY or more; else None (the
+        gate does not know)."""
+        if outputs[0] <= self.rule.bases[CLASSIFIER_SCORE]:
             return None
         probabilities = softmax(np.asarray(outputs)[np.newaxis, 1:])[0]
         best = int(np.argmax(probabilities))
@@ -302,14 +365,6 @@ class InputGate:
         logits = outputs[:, n_features:]
         scores[CLASSIFIER_SCORE] = logits[:, 0].astype(np.float64)
         return scores, logits
-
-
-def refused_by(scores: dict[str, np.ndarray], thresholds: dict[str, float], n: int) -> np.ndarray:
-    """True where any score exceeds its threshold (all False without scores)."""
-    refused = np.zeros(n, dtype=bool)
-    for name, values in scores.items():
-        refused |= np.asarray(values) > thresholds[name]
-    return refused
 
 
 def load_classifier(directory: str | Path, block: dict[str, Any], image_size: int) -> keras.Model | None:
@@ -345,10 +400,11 @@ def load_gate(directory: str | Path, keras_model: keras.Model, block: dict[str, 
     image_size = keras_model.inputs[0].shape[1]
     classifier = load_classifier(directory, block, image_size)
     classes = tuple(block["classifier"]["classes"]) if classifier is not None else ()
-    outputs = gate_function(keras_model, block["feature_layers"], classifier)
+    grid = int(block.get("feature_grid", 1))
+    outputs = gate_function(keras_model, block["feature_layers"], classifier, grid)
     n_outputs = outputs(np.zeros((1, image_size, image_size, 1), np.float32)).shape[1]
     if n_outputs != len(statistics.feature_mean) + len(classes):
         raise ValueError(f"{GATE_FILENAME} was fitted on {len(statistics.feature_mean)} features, but layers "
                          f"{block['feature_layers']} of this model give another number")
-    thresholds = {name: float(value) for name, value in block["thresholds"].items()}
-    return InputGate(statistics, thresholds, outputs, tuple(block["feature_layers"]), classifier, classes)
+    return InputGate(statistics, VerdictRule.from_block(block), outputs, tuple(block["feature_layers"]), classifier,
+                     classes, grid)

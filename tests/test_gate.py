@@ -8,6 +8,7 @@ import json
 import shutil
 import sys
 
+import keras
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -25,15 +26,17 @@ from cxr_pneumonia.gate import (
     REFUSAL_MESSAGE,
     SCORE_NAMES,
     GateStatistics,
+    VerdictRule,
+    gate_function,
     refusal_message,
 )
 from cxr_pneumonia.hub import HubSettings, ModelLocation
 from cxr_pneumonia.model import load_model_dir
 from cxr_pneumonia.service import PneumoniaService
 from tests.test_app import closed_port
-from training import evaluate
+from training import evaluate, report
 from training import gate as gate_training
-from training.data import validation_images
+from training.data import test_images, validation_images
 
 CRAFTED_CATEGORIES = {"chest_lateral": 2, "knee": 2, "mammogram": 2}
 
@@ -84,8 +87,8 @@ def test_training_fits_a_gate_with_its_classifier_into_the_model_directory(tiny_
     config = json.loads((tiny_model_dir / "config.json").read_text())
     block = config["gate"]
     assert (tiny_model_dir / GATE_FILENAME).is_file() and (tiny_model_dir / CLASSIFIER_FILENAME).is_file()
-    assert set(block["thresholds"]) == set(SCORE_NAMES)
-    assert block["feature_layers"] == ["stage2_pool", "stage3_pool", "pool"]
+    assert set(block["evidence"]["bases"]) == set(block["evidence"]["scales"]) == set(SCORE_NAMES)
+    assert block["feature_layers"] == ["stage3_pool"] and block["feature_grid"] == 2
     assert "Mahalanobis" in block["method"] and block["validation_refused_fraction"] <= 0.01
     assert block["normalization"] == config["normalization"] == "equalize"
     assert set(block["n_fit_images_by_source"]) == {"mini_chest_xray0", "rsna_pneumonia"}
@@ -99,6 +102,23 @@ def test_training_fits_a_gate_with_its_classifier_into_the_model_directory(tiny_
     assert gate.present and gate.classes == gate_training.CLASSES
 
 
+def test_gate_features_are_the_layer_averaged_over_each_grid_cell(tiny_model_dir):
+    model = load_model_dir(tiny_model_dir)
+    batch = np.random.default_rng(0).random((3, model.config.image_size, model.config.image_size, 1), np.float32)
+    maps = keras.Model(model.inference_model.inputs, model.inference_model.get_layer("stage3_pool").output)(batch)
+    maps = np.asarray(maps)
+    n, height, width, channels = maps.shape
+    top_left = maps[:, : height // 2, : width // 2].mean(axis=(1, 2))
+    bottom_right = maps[:, height // 2 :, width // 2 :].mean(axis=(1, 2))
+    for grid, expected in ((2, np.concatenate([top_left, bottom_right], axis=1)), (1, maps.mean(axis=(1, 2)))):
+        features = gate_function(model.inference_model, ["stage3_pool"], grid=grid)(batch)
+        assert features.shape == (n, grid * grid * channels)
+        picked = np.concatenate([features[:, :channels], features[:, -channels:]], axis=1) if grid == 2 else features
+        np.testing.assert_allclose(picked, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="does not divide"):
+        gate_function(model.inference_model, ["stage3_pool"], grid=3)
+
+
 def test_gate_round_trips_through_npz_without_pickle(tiny_model_dir, tmp_path):
     statistics = GateStatistics.load(tiny_model_dir / GATE_FILENAME)
     statistics.save(tmp_path / GATE_FILENAME)
@@ -109,7 +129,7 @@ def test_gate_round_trips_through_npz_without_pickle(tiny_model_dir, tmp_path):
     assert np.allclose(components @ components.T, np.eye(len(components)), atol=1e-6)
 
 
-def test_thresholds_are_quantiles_of_validation_scores(tiny_model_dir):
+def test_the_rule_is_fitted_on_validation_scores(tiny_model_dir):
     model = load_model_dir(tiny_model_dir)
     block = model.config.gate
     validation = validation_images(tiny_model_dir)
@@ -119,10 +139,26 @@ def test_thresholds_are_quantiles_of_validation_scores(tiny_model_dir):
     both = np.concatenate([held["plain"], held["changed"]])
     scores = model.gate.scores(both)
     assert set(scores) == set(SCORE_NAMES)
+    rule = model.gate.rule
     for name in SCORE_NAMES:
-        assert block["thresholds"][name] == pytest.approx(np.quantile(scores[name], block["quantile"]), rel=1e-4)
+        base = np.quantile(scores[name], gate_training.BASE_QUANTILE)
+        assert rule.bases[name] == pytest.approx(base, rel=1e-4)
+        assert rule.scales[name] == pytest.approx(np.mean(scores[name][scores[name] > base] - base), rel=1e-3)
+    assert rule.limit == pytest.approx(np.quantile(rule.evidence(scores, len(both)), 0.99, method="higher"), rel=1e-4)
     assert model.gate.refused(both).mean() <= 0.01
     assert model.gate.refused(held["plain"]).mean() == block["validation_refused_fraction"]
+
+
+def test_the_rule_sums_each_score_s_excess_and_reads_old_per_score_thresholds():
+    rule = VerdictRule({"a": 1.0, "b": 10.0}, {"a": 0.5, "b": 2.0}, 1.5)
+    scores = {"a": np.array([0.0, 1.5, 1.4, 1.9]), "b": np.array([20.0, 10.0, 11.2, 9.0])}
+    # excess in scales: a 0, 1, 0.8, 1.8; b 5, 0, 0.6, 0
+    np.testing.assert_allclose(rule.evidence(scores, 4), [5.0, 1.0, 1.4, 1.8])
+    assert rule.refused(scores, 4).tolist() == [True, False, False, True]
+    old = VerdictRule.from_block({"thresholds": {"a": 1.0, "b": 10.0}})  # a gate fitted before the summed rule
+    assert old.refused(scores, 4).tolist() == [True, True, True, True] and old.limit == 0.0
+    assert old.refused({"a": np.array([1.0]), "b": np.array([10.0])}, 1).tolist() == [False]
+    assert VerdictRule.from_block({"evidence": rule.to_json()}) == rule
 
 
 def test_refit_from_the_command_line_leaves_each_category_out(tiny_model_dir, crafted_negatives, tmp_path, capsys):
@@ -135,17 +171,36 @@ def test_refit_from_the_command_line_leaves_each_category_out(tiny_model_dir, cr
     assert {name: row["n"] for name, row in categories.items()} == CRAFTED_CATEGORIES  # notes.txt is no image
     assert all("refused_left_out" in row for row in categories.values()) and block["negatives"]["all"]["n"] == 6
     out = capsys.readouterr().out
-    assert "thresholds" in out and "| chest_lateral | lateral_chest | 2 |" in out and "left out knee: refused" in out
+    assert '"limit"' in out and "| chest_lateral | lateral_chest | 2 |" in out and "left out knee: refused" in out
 
 
 def test_a_one_class_refit_drops_the_classifier_and_still_loads(tiny_model_dir, tmp_path):
     copy = shutil.copytree(tiny_model_dir, tmp_path / "model")
     gate_training.main(["--model", str(copy), "--one-class-only", "--max-images", "6"])
     block = json.loads((copy / "config.json").read_text())["gate"]
-    assert set(block["thresholds"]) == set(ONE_CLASS_SCORES) and "classifier" not in block
+    assert set(block["evidence"]["bases"]) == set(ONE_CLASS_SCORES) and "classifier" not in block
     assert not (copy / CLASSIFIER_FILENAME).exists() and "classifier" not in block["method"]
     gate = load_model_dir(copy).gate
     assert gate.classifier is None and set(gate.scores(np.zeros((1, 64, 64, 1), np.float32))) == set(ONE_CLASS_SCORES)
+
+
+def test_after_a_refit_measure_only_updates_the_refusals_and_keeps_the_rest(tiny_model_dir, mini_data_dir,
+                                                                            mini_rsna_dir, tmp_path):
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    before = json.loads((copy / "config.json").read_text())["gate"]["evidence"]["limit"]
+    gate_training.main(["--model", str(copy), "--one-class-only", "--max-images", "6", "--max-refused", "0.5"])
+    assert json.loads((copy / "config.json").read_text())["gate"]["evidence"]["limit"] != before
+    old = json.loads((copy / "metrics.json").read_text())
+    report.main(["--model", str(copy), "--data", str(mini_data_dir), str(mini_rsna_dir), "--measure-only"])
+    new = json.loads((copy / "metrics.json").read_text())
+    model = load_model_dir(copy)
+    for directory in (mini_data_dir, mini_rsna_dir):
+        measured = evaluate.gate_report(model, test_images(directory).paths)["rejected_fraction"]
+        row = new["test_by_source"][directory.name]
+        assert row["rejected_fraction"] == pytest.approx(measured)
+        assert row["auc"] == old["test_by_source"][directory.name]["auc"]
+    assert new["training"] == old["training"] and new["framing_check"] == old["framing_check"]
+    assert f"{new['test']['rejected_fraction']:.1%} of the" in (copy / "README.md").read_text()
 
 
 def test_the_fit_needs_every_source_the_model_was_trained_on(tiny_model_dir, mini_data_dir, tmp_path):
@@ -179,6 +234,8 @@ def test_category_table_shows_both_shares_per_category():
     assert "| knee | other_body_part | 4 | 100% (4/4) | 75% (3/4) |" in table
     assert table.splitlines()[-1] == "| all |  | 6 | 100% (6/6) | 83% (5/6) |"
     assert gate_training.category_table({}) == ""
+    categories["knee"] |= {"n": 201, "refused": 1, "refused_left_out": 200}
+    assert "| knee | other_body_part | 201 | 0.5% (1/201) | 99.5% (200/201) |" in gate_training.category_table(block)
 
 
 def test_synthetic_negatives_are_pictures_in_range():
@@ -206,9 +263,9 @@ def test_refusal_messages_say_what_the_image_looks_like_and_what_to_upload():
     assert refusal_message(None) == refusal_message("frontal_chest") == REFUSAL_MESSAGE
 
 
-def test_the_gate_names_a_kind_only_when_its_classifier_refuses_and_is_sure(tiny_model_dir):
+def test_the_gate_names_a_kind_only_when_its_classifier_finds_it_unusual_and_is_sure(tiny_model_dir):
     gate = load_model_dir(tiny_model_dir).gate
-    limit = gate.thresholds[CLASSIFIER_SCORE]
+    limit = gate.rule.bases[CLASSIFIER_SCORE]
 
     def outputs(not_frontal: float, lateral: float) -> np.ndarray:
         row = np.zeros(len(gate.classes))
@@ -217,7 +274,7 @@ def test_the_gate_names_a_kind_only_when_its_classifier_refuses_and_is_sure(tiny
 
     assert gate.known_kind(outputs(limit + 1, 5.0)) == "lateral_chest"
     assert gate.known_kind(outputs(limit + 1, 0.5)) is None  # about 0.3 among five kinds: not sure
-    assert gate.known_kind(outputs(limit - 1, 5.0)) is None  # refused by another score: the kind head is not asked
+    assert gate.known_kind(outputs(limit - 1, 5.0)) is None  # refused for other scores: the kind head is not asked
 
 
 def test_a_model_without_gate_passes_everything_and_says_so(tiny_model_dir, tmp_path):
@@ -258,7 +315,7 @@ def test_service_refuses_an_image_far_outside_without_probability(service, far_o
     assert "does not look like a chest X-ray" in analysis.decision and "limit" in analysis.decision
     result = analysis.as_json()
     assert result["gate_passed"] is False and result["pneumonia_probability"] is None and result["label"] is None
-    assert any(result["gate_scores"][key] > result["gate_thresholds"][key] for key in SCORE_NAMES)
+    assert result["gate_evidence"] > result["gate_limit"] == analysis.gate.rule.limit
     json.dumps(result)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from cxr_pneumonia.imaging import decode_image
 from cxr_pneumonia.model import load_model_dir
-from cxr_pneumonia.preprocessing import to_model_input
+from cxr_pneumonia.preprocessing import equalize_histogram, to_model_input
 from training.data import image_dataset, list_labelled_images
 from training.evaluate import predict_paths
 
@@ -37,3 +37,14 @@ def test_evaluation_and_single_prediction_agree(tiny_model_dir, mini_data_dir):
         with open(path, "rb") as handle:
             single = model.predict(decode_image(handle.read())).pneumonia_probability
         assert abs(single - probability) < 1e-6
+
+
+def test_equalisation_is_the_cdf_with_ties_and_ignores_monotonic_contrast():
+    pixels = np.array([[5.0, 1.0, 3.0], [3.0, 1.0, 9.0]], dtype=np.float32)
+    # <= 1: 2 pixels (the darkest, mapped to 0); <= 3: 4; <= 5: 5; <= 9: 6; scaled by the 4 above the darkest
+    expected = np.array([[3 / 4, 0.0, 2 / 4], [2 / 4, 0.0, 1.0]], dtype=np.float32)
+    np.testing.assert_array_equal(equalize_histogram(pixels), expected)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 40, size=(32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(equalize_histogram(image), equalize_histogram(np.sqrt(image) * 7 + 2))
+    np.testing.assert_array_equal(equalize_histogram(np.full((4, 4), 7.0, dtype=np.float32)), np.zeros((4, 4)))

@@ -141,14 +141,14 @@ def gate_section(config: dict, test: dict) -> str:
     refused_text = f" It refused {refused:.1%} of the {test['n']} official test images." if refused is not None else ""
     section = (
         "## Input gate\n\nImages that are not frontal chest X-rays are refused instead of answered.\n\n"
-        f"- Method: {gate['method']}.\n- Thresholds: {gate['threshold_rule']}.\n"
+        f"- Method: {gate['method']}.\n- Verdict: {gate['threshold_rule']}.\n"
     )
     if not gate.get("negatives"):
         return section + ("- Built from chest X-rays only; photos, MRI, CT and other images were never used to fit "
                           f"it.{refused_text}")
     return section + (
         f"- The classifier's negatives: {gate['classifier']['trained_on']}. Photos, MRI and CT were never used to "
-        f"fit it, and no image that is not a chest X-ray sets a threshold.{refused_text}\n\n"
+        f"fit it, and no image that is not a chest X-ray sets the verdict rule.{refused_text}\n\n"
         f"Radiographs of {gate['negatives']['folder']} refused, per category. The gate was fitted on them, so the "
         "last column, from fitting again without each category in turn, is the estimate for kinds of radiograph it "
         "has never seen:\n\n" + category_table(gate)

@@ -92,10 +92,10 @@ def evaluate_sources(model: PneumoniaModel, images: LabelledImages) -> dict[str,
 
 
 def gate_report(model: PneumoniaModel, paths: list[str]) -> dict:
-    """How many of the image files the decoder or the input gate refuses (and over which score's limit), and
-    what the gate said the refused ones look like."""
+    """How many of the image files the decoder or the input gate refuses (and, of those the gate refused, how
+    many each score found unusual: above its base), and what the gate said the refused ones look like."""
     n_unreadable = n_gate = 0
-    over = dict.fromkeys(model.gate.thresholds, 0)
+    above = dict.fromkeys(model.gate.rule.bases if model.gate.rule else (), 0)
     told: dict[str, int] = {}
     for start in range(0, len(paths), BATCH_SIZE):
         batch = readable_inputs(model, paths[start : start + BATCH_SIZE])
@@ -103,7 +103,7 @@ def gate_report(model: PneumoniaModel, paths: list[str]) -> dict:
         scores, refused, kinds = model.gate.assess(batch)
         n_gate += int(refused.sum())
         for name, values in scores.items():
-            over[name] += int(np.sum(values > model.gate.thresholds[name]))
+            above[name] += int(np.sum(refused & (values > model.gate.rule.bases[name])))
         for kind in np.asarray(kinds, dtype=object)[refused]:
             told[kind or "unknown"] = told.get(kind or "unknown", 0) + 1
     n_readable = len(paths) - n_unreadable
@@ -111,7 +111,7 @@ def gate_report(model: PneumoniaModel, paths: list[str]) -> dict:
         "n": len(paths),
         "n_refused_by_decoder": n_unreadable,
         "n_refused_by_gate": n_gate,
-        "n_over_limit_by_score": over,
+        "n_refused_above_base_by_score": above,
         "n_refused_by_kind_told": dict(sorted(told.items())),
         "rejected_fraction": (n_gate + n_unreadable) / len(paths) if paths else 0.0,
         "gate_rejected_fraction_of_readable": n_gate / n_readable if n_readable else 0.0,

@@ -12,12 +12,12 @@ fitted on them alone. The classifier, a small CNN, learns to tell them from nega
 radiographs of --negatives (one folder per category, default ../shared/data/other_radiographs), chest X-rays
 turned or cut down, and synthetic pictures that are not X-rays.
 
-Thresholds: each score's threshold is the same high quantile of that score on the patient-grouped validation
-chest X-rays (as they are and with one change each): the lowest level at which at most 1 % of them are refused
-by any score. No image that is not a chest X-ray sets a threshold.
+The verdict (see EVIDENCE_RULE): each score's excess over its usual range on the patient-grouped validation
+chest X-rays (as they are and with one change each), summed; the limit of the sum refuses at most 1 % of them.
+No image that is not a chest X-ray sets the rule.
 
 Leave one category out: the classifier is trained again without each category of --negatives in turn, the
-thresholds chosen again, and that category's images measured; the share refused then is the estimate for kinds
+rule chosen again, and that category's images measured; the share refused then is the estimate for kinds
 of radiograph the gate never saw. Both numbers per category go into the "gate" block and the model card.
 """
 
@@ -40,6 +40,7 @@ from cxr_pneumonia.config import CONFIG_FILENAME, DATA_ROOT, DEFAULT_DATA_DIR, M
 from cxr_pneumonia.gate import (
     CLASSIFIER_FILENAME,
     CLASSIFIER_SCORE,
+    FEATURE_GRID,
     FRONTAL_CHEST,
     GATE_FILENAME,
     GATE_METHOD,
@@ -47,9 +48,9 @@ from cxr_pneumonia.gate import (
     THUMBNAIL_SIZE,
     GateStatistics,
     InputGate,
+    VerdictRule,
     default_feature_layers,
     gate_function,
-    refused_by,
     thumbnails,
 )
 from cxr_pneumonia.imaging import read_image_file
@@ -87,10 +88,15 @@ KIND_EPOCHS = 4  # of the kind head, on negatives alone, the trunk frozen
 CLASSIFIER_LEARNING_RATE = 1e-3
 CLASSIFIER_OUTPUTS = ("column 0: log-odds that the input is not a frontal chest X-ray; the other columns: logits of "
                       "what a refused image looks like, over the classes after frontal_chest")
-THRESHOLD_RULE = (
-    "each score's threshold is its q-quantile on the patient-grouped validation chest X-rays (as they are and "
-    "with one acquisition change each), with q the lowest level at which at most {max_refused:.0%} of them are "
-    "refused by any score"
+# A score's base is this quantile of it on validation chest X-rays; above the base its tail is taken as
+# exponential (the peaks-over-threshold view), with the mean excess as scale.
+BASE_QUANTILE = 0.9
+EVIDENCE_RULE = (
+    "each score's base is its {base:.0%} quantile on the patient-grouped validation chest X-rays (as they are and "
+    "with one acquisition change each) and its scale the mean excess of those above the base (an exponential "
+    "tail: one scale further out is e times rarer); an image's evidence is the sum over the scores of its excess "
+    "over the base in scales (nothing below the base), and it is refused when the evidence exceeds the limit, "
+    "the evidence's {level:.0%} quantile on the same images, so that at most {max_refused:.0%} of them are refused"
 )
 AUGMENTATION = (
     "each image as it is and once with one random change: rotation up to 12 degrees, black or white bars of "
@@ -179,14 +185,15 @@ def fit_thumbnail_pca(flat: np.ndarray, variance: float = PCA_VARIANCE) -> tuple
     return mean, components[:count]
 
 
-def choose_thresholds(scores: dict[str, np.ndarray], max_refused: float) -> tuple[dict[str, float], float]:
-    """Per-score q-quantiles, with q the lowest level at which at most `max_refused` are refused by any score."""
-    n = len(next(iter(scores.values())))
-    for level in np.linspace(1.0 - max_refused / len(scores), 1.0, 201):  # at 1.0 (the maxima) none is refused
-        thresholds = {name: float(np.quantile(values, level)) for name, values in scores.items()}
-        if refused_by(scores, thresholds, n).mean() <= max_refused:
-            break
-    return thresholds, float(level)
+def choose_rule(scores: dict[str, np.ndarray], max_refused: float) -> VerdictRule:
+    """The verdict rule fitted on chest X-rays' scores (see EVIDENCE_RULE): refuses at most `max_refused` of them."""
+    bases = {name: float(np.quantile(values, BASE_QUANTILE)) for name, values in scores.items()}
+    excess = {name: values[values > bases[name]] - bases[name] for name, values in scores.items()}
+    scales = {name: max(float(np.mean(values)) if values.size else 1.0, 1e-12) for name, values in excess.items()}
+    unlimited = VerdictRule(bases, scales, 0.0)
+    evidence = unlimited.evidence(scores, len(next(iter(scores.values()))))
+    # "higher": the limit is one of the evidences, so no more than max_refused of them lie above it
+    return VerdictRule(bases, scales, float(np.quantile(evidence, 1.0 - max_refused, method="higher")))
 
 
 # Acquisition changes: how a chest X-ray from another site may differ (the positives see them too).
@@ -494,7 +501,8 @@ class OneClass:
     features: Callable[[np.ndarray], np.ndarray]
 
     def scores(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
-        gate = InputGate(self.statistics, dict.fromkeys(ONE_CLASS_SCORES, np.inf), self.features)
+        never = VerdictRule(dict.fromkeys(ONE_CLASS_SCORES, np.inf), dict.fromkeys(ONE_CLASS_SCORES, 1.0), 0.0)
+        gate = InputGate(self.statistics, never, self.features)
         return gate.scores(inputs)
 
 
@@ -550,14 +558,19 @@ def category_table(block: dict) -> str:
 
 
 def _share(count: int, n: int) -> str:
-    return f"{count / n:.0%} ({count}/{n})" if n else "n/a"
+    if not n:
+        return "n/a"
+    share = f"{count / n:.0%}"
+    if share in ("0%", "100%") and 0 < count < n:  # one decimal rather than a rounding that hides a miss
+        share = f"{count / n:.1%}"
+    return f"{share} ({count}/{n})"
 
 
 # Fitting.
 
 def fit_gate(model_dir: Path, data_dirs: list[Path], negatives_dir: Path | None = DEFAULT_NEGATIVES_DIR,
              leave_one_out: bool = True, max_images: int = MAX_FIT_IMAGES, max_refused: float = MAX_VALIDATION_REFUSED,
-             seed: int = 0, feature_layers: list[str] | None = None) -> dict:
+             seed: int = 0, feature_layers: list[str] | None = None, feature_grid: int = FEATURE_GRID) -> dict:
     """Fit the gate of the model in `model_dir` on the training images of `data_dirs` (and, unless
     `negatives_dir` is None, its classifier); write gate.npz, gate_classifier.keras and the config.json "gate"
     block; return the block."""
@@ -568,7 +581,8 @@ def fit_gate(model_dir: Path, data_dirs: list[Path], negatives_dir: Path | None 
     keras_model = keras.saving.load_model(model_dir / MODEL_FILENAME, compile=False, safe_mode=True)
     feature_layers = feature_layers or default_feature_layers(keras_model)
     # The folded graph the app runs, so the fitted statistics describe exactly the features it computes.
-    features = gate_function(inference_graph(keras_model, model_config.gradcam_layer, feature_layers), feature_layers)
+    features = gate_function(inference_graph(keras_model, model_config.gradcam_layer, feature_layers), feature_layers,
+                             grid=feature_grid)
     validation = validation_images(model_dir)
     fitted = fit_images(data_dirs, validation, max_images, seed)
     changes = {"plain": None, "changed": acquisition_change}
@@ -587,20 +601,18 @@ def fit_gate(model_dir: Path, data_dirs: list[Path], negatives_dir: Path | None 
             synthetic_negatives(synthetic_sources(fitted.paths, seed), image_size, normalization, seed + 2)])
         small_positives = downsample(positives)
 
-        def fit_and_threshold(training: Negatives) -> tuple[keras.Model, dict[str, float], float]:
+        def fit_with_rule(training: Negatives) -> tuple[keras.Model, VerdictRule]:
             trained = train_classifier(small_positives, training, image_size, seed)
-            chosen, level = choose_thresholds(all_scores(held_scores, trained, held_inputs), max_refused)
-            return trained, chosen, level
+            return trained, choose_rule(all_scores(held_scores, trained, held_inputs), max_refused)
 
-        def refused_with(trained: keras.Model, chosen: dict[str, float]) -> Callable[[np.ndarray], np.ndarray]:
-            return lambda inputs: refused_by(all_scores(one_class.scores(inputs), trained, inputs), chosen, len(inputs))
+        def refused_with(trained: keras.Model, chosen: VerdictRule) -> Callable[[np.ndarray], np.ndarray]:
+            return lambda inputs: chosen.refused(all_scores(one_class.scores(inputs), trained, inputs), len(inputs))
 
         def refused_without(category: str) -> np.ndarray:
-            trained, chosen, _ = fit_and_threshold(negatives.without(category))
-            return refused_with(trained, chosen)(negatives.originals_of(category))
+            return refused_with(*fit_with_rule(negatives.without(category)))(negatives.originals_of(category))
 
-        classifier, thresholds, level = fit_and_threshold(negatives)
-        categories = category_counts(negatives, refused_with(classifier, thresholds))
+        classifier, rule = fit_with_rule(negatives)
+        categories = category_counts(negatives, refused_with(classifier, rule))
         if leave_one_out:
             for category, row in leave_one_category_out(list(categories), refused_without).items():
                 categories[category]["refused_left_out"] = row["refused_left_out"]
@@ -616,22 +628,22 @@ def fit_gate(model_dir: Path, data_dirs: list[Path], negatives_dir: Path | None 
         block["negatives"] = {"folder": Path(negatives_dir).name, "categories": categories,
                               "all": pooled_counts(categories), "left_out_one_at_a_time": leave_one_out}
     else:
-        thresholds, level = choose_thresholds(held_scores, max_refused)
+        rule = choose_rule(held_scores, max_refused)
         (model_dir / CLASSIFIER_FILENAME).unlink(missing_ok=True)
     statistics.save(model_dir / GATE_FILENAME)
     n_held = len(held["plain"])
-    held_refused = refused_by(all_scores(held_scores, classifier, held_inputs), thresholds, len(held_inputs))
+    held_refused = rule.refused(all_scores(held_scores, classifier, held_inputs), len(held_inputs))
     config["gate"] = {
         "method": GATE_METHOD if classifier is not None else GATE_METHOD.split("; and the log-odds")[0],
         "file": GATE_FILENAME,
         "feature_layers": feature_layers,
+        "feature_grid": feature_grid,
         "thumbnail_size": THUMBNAIL_SIZE,
         "normalization": normalization,
         "fitted_on": f"{', '.join(fitted.source_names)} training images outside validation; {AUGMENTATION}",
         **block,
-        "thresholds": thresholds,
-        "threshold_rule": THRESHOLD_RULE.format(max_refused=max_refused),
-        "quantile": level,
+        "evidence": rule.to_json(),
+        "threshold_rule": EVIDENCE_RULE.format(base=BASE_QUANTILE, level=1.0 - max_refused, max_refused=max_refused),
         "validation_refused_fraction": float(held_refused[:n_held].mean()),
         "changed_validation_refused_fraction": float(held_refused[n_held:].mean()),
         "n_fit_images": len(fitted),
@@ -666,12 +678,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-refused", type=float, default=MAX_VALIDATION_REFUSED,
                         help="largest share of validation images the gate may refuse")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--feature-layers", nargs="+", help="layers whose global averages are the features "
-                        "(default: stage2_pool stage3_pool pool where the model has them)")
+    parser.add_argument("--feature-layers", nargs="+", help="layers whose grid averages are the features "
+                        "(default: stage3_pool where the model has it, else the penultimate layer)")
+    parser.add_argument("--feature-grid", type=int, default=FEATURE_GRID,
+                        help="average each feature layer over a grid of this many cells a side (1: global average)")
     args = parser.parse_args(argv)
     block = fit_gate(args.model, args.data or run_sources(args.model), None if args.one_class_only else args.negatives,
-                     not args.no_leave_one_out, args.max_images, args.max_refused, args.seed, args.feature_layers)
-    print(json.dumps({key: block[key] for key in ("thresholds", "quantile", "validation_refused_fraction",
+                     not args.no_leave_one_out, args.max_images, args.max_refused, args.seed, args.feature_layers,
+                     args.feature_grid)
+    print(json.dumps({key: block[key] for key in ("evidence", "validation_refused_fraction",
                                                    "changed_validation_refused_fraction", "n_fit_images_by_source",
                                                    "pca_components", "feature_shrinkage")}, indent=2))
     print(category_table(block))

@@ -1,6 +1,12 @@
 """Turn a training run into a publishable model directory: calibration, metrics, plots, card.
 
     python -m training.report --model runs/cxr_cnn --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia
+    python -m training.report --model model --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia \
+        --measure-only
+
+--measure-only, after `python -m training.gate` refitted a model's gate: validation and test measured again
+(the gate's refusals change; calibration, threshold and the other entries of metrics.json stay) and the card
+rewritten.
 
 The first data source's test split is the headline `test` block of metrics.json (Kermany's official test,
 comparable across versions); every source's test split is in `test_by_source`, all of them in `test_pooled`.
@@ -122,6 +128,17 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None)
     return metrics
 
 
+def refresh_measures(out: Path, data_dirs: list[Path]) -> dict:
+    """Measure validation and test again into metrics.json, keeping its other entries, and rewrite the card: after
+    the input gate was refitted (`python -m training.gate`), its refusals change and nothing else."""
+    model = load_model_dir(out)
+    metrics = json.loads((out / METRICS_FILENAME).read_text())
+    metrics |= measure(model, validation_images(out), concatenate([test_images(d) for d in data_dirs]))
+    (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
+    write_card(out)
+    return metrics
+
+
 def measure(model: PneumoniaModel, validation: LabelledImages, tests: LabelledImages) -> dict:
     """Validation and test reports, per source and pooled; `test` is the first source's."""
     validation_reports = evaluate_sources(model, validation)
@@ -169,8 +186,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, required=True, help="a training run directory")
     parser.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA_DIR], help="the run's data sources")
     parser.add_argument("--previous", type=Path, help="an earlier model directory to measure beside this one")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="only measure validation and test again (after refitting the gate) and rewrite the card")
     args = parser.parse_args(argv)
-    write_report(args.model, args.data, args.previous)
+    if args.measure_only:
+        refresh_measures(args.model, args.data)
+    else:
+        write_report(args.model, args.data, args.previous)
 
 
 if __name__ == "__main__":
