@@ -7,7 +7,6 @@ A thin UI over the `cxr_pneumonia` library. `python app.py` serves it at / and t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from gradio.utils import get_upload_folder
 from matplotlib.figure import Figure
 
 from cxr_pneumonia.config import DEFAULT_OPACITY
-from cxr_pneumonia.examples import FoundExample, available_examples, boxes_by_digest
+from cxr_pneumonia.examples import FoundExample, available_examples, boxes_by_digest, content_digest
 from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS, display_image, to_uint8
 from cxr_pneumonia.explanation_quality import RANDOMISATION_MAX_RHO
 from cxr_pneumonia.hub import HubSettings, configure_hub_timeouts
@@ -115,7 +114,7 @@ def cache_jpeg(pixels: np.ndarray, cache: str | None = None) -> str:
     """An image as a JPEG in Gradio's cache, named by its content and written once, atomically (see
     CachedJpegImage); its path, for image and gallery outputs."""
     data = encode_jpeg(pixels)
-    folder = Path(cache or get_upload_folder()) / f"cxr-{hashlib.sha256(data).hexdigest()}"
+    folder = Path(cache or get_upload_folder()) / f"cxr-{content_digest(data)}"
     target = folder / "image.jpeg"
     if not target.exists():
         folder.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DATA_ROOT, DEFAULT_DATA_DIR
 from cxr_pneumonia.imaging import ImageDecodeError, read_image_file
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from tests.dicom_files import dicom
-from training.data import development_images, test_images
+from training.data import has_official_split, list_labelled_images, test_images
 from training.evaluate import folder_reports, gate_report
 from training.gate import DEFAULT_NEGATIVES_DIR, bars, border, category_table, rotate
 
@@ -291,8 +291,8 @@ def run(model_dir: Path, data_dirs: list[Path], radiographs: Path, n_cxr: int, s
         transformed = refusals(model, build_transformed_cxr(Path(temporary), list(sample)))
     like_fit = {name: report for name, report in transformed.items() if name in LIKE_FIT_CHANGES}
     held_out = {name: report for name, report in transformed.items() if name not in LIKE_FIT_CHANGES}
-    whole = {Path(d).name: gate_report(model, development_images(d).paths + tests[Path(d).name].paths)
-             for d in data_dirs if not (Path(d) / "test").is_dir()}
+    whole = {Path(d).name: gate_report(model, list_labelled_images(d).paths)
+             for d in data_dirs if not has_official_split(d)}
     return {
         "model": str(model_dir),
         "verdict_rule": model.gate.rule.to_json(),

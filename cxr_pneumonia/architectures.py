@@ -12,6 +12,7 @@ import keras
 from keras import layers
 
 LOGIT_LAYER = "logit"
+POOL_LAYER = "pool"  # the global average the logit reads
 
 
 def build_cxr_cnn(image_size: int) -> keras.Model:
@@ -23,7 +24,7 @@ def build_cxr_cnn(image_size: int) -> keras.Model:
     x = _conv_stage(x, 128, separable=True, name="stage3")
     x = _conv_bn_relu(x, 192, separable=True, name="stage4_conv1")
     x = _conv_bn_relu(x, 192, separable=True, name="last_conv")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
     x = layers.Dropout(0.3, name="dropout")(x)
     outputs = layers.Dense(1, name=LOGIT_LAYER)(x)
     return keras.Model(inputs, outputs, name="cxr_cnn")
@@ -52,7 +53,7 @@ def build_application(name: str, image_size: int, weights: str | None = None) ->
     rgb = layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
     scaled = layers.Rescaling(scale, offset, name="application_scaling")(rgb)
     backbone = constructor(include_top=False, weights=weights, input_tensor=scaled)
-    x = layers.GlobalAveragePooling2D(name="pool")(backbone.output)
+    x = layers.GlobalAveragePooling2D(name=POOL_LAYER)(backbone.output)
     x = layers.Dropout(0.3, name="dropout")(x)
     outputs = layers.Dense(1, name=LOGIT_LAYER)(x)
     return keras.Model(inputs, outputs, name=name.lower())

@@ -50,14 +50,17 @@ SCORE_NAMES = (*ONE_CLASS_SCORES, CLASSIFIER_SCORE)
 SCORE_LABELS = {"feature_distance": "distance of the CNN's features from those of training chest X-rays",
                 "reconstruction_error": "error rebuilding a thumbnail from training chest X-ray patterns",
                 CLASSIFIER_SCORE: "log-odds of the gate's classifier that this is not a frontal chest X-ray"}
-GATE_METHOD = (
+# The method in words: the one-class scores alone, and with the classifier.
+ONE_CLASS_METHOD = (
     "scores of the preprocessed input, weighed together by the verdict rule: Mahalanobis distance of the CNN's "
     "features (feature_layers averaged over each cell of a feature_grid x feature_grid grid, so that their layout "
-    "counts) to a Gaussian fitted on training chest X-rays (Ledoit-Wolf "
-    "shrinkage of standardised features); RMS reconstruction error of a 32x32 thumbnail from the principal "
-    "components of the training thumbnails; and the log-odds that the input is not a frontal chest X-ray from "
-    "a small CNN (gate_classifier.keras) trained on training chest X-rays against other radiographs, turned "
-    "and partial chest X-rays and synthetic pictures that are not X-rays"
+    "counts) to a Gaussian fitted on training chest X-rays (Ledoit-Wolf shrinkage of standardised features); RMS "
+    "reconstruction error of a 32x32 thumbnail from the principal components of the training thumbnails"
+)
+GATE_METHOD = (
+    f"{ONE_CLASS_METHOD}; and the log-odds that the input is not a frontal chest X-ray from a small CNN "
+    "(gate_classifier.keras) trained on training chest X-rays against other radiographs, turned and partial chest "
+    "X-rays and synthetic pictures that are not X-rays"
 )
 # The classifier's outputs: column 0 is its log-odds that the input is not a frontal chest X-ray, the others
 # are logits of what a refused image looks like, over its classes after the first (config.json lists them all).
@@ -321,13 +324,13 @@ class InputGate:
 
     def refused(self, batch: np.ndarray) -> np.ndarray:
         """A boolean per image of the batch: True where the gate refuses it."""
-        return self.assess(batch)[1]
+        return self._refused(self.scores(batch), len(batch))
 
     def assess(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, list[str | None]]:
         """Every score of a batch, a boolean per image (refused) and, for each refused image, what it looks
         like when the gate knows (None otherwise)."""
         scores, logits = self._scores_and_logits(batch, None)
-        refused = self.rule.refused(scores, len(batch)) if self.rule else np.zeros(len(batch), dtype=bool)
+        refused = self._refused(scores, len(batch))
         kinds = [self.known_kind(logits[index]) if flag and logits is not None else None
                  for index, flag in enumerate(refused)]
         return scores, refused, kinds
@@ -352,6 +355,9 @@ class InputGate:
         probabilities = softmax(np.asarray(outputs)[np.newaxis, 1:])[0]
         best = int(np.argmax(probabilities))
         return self.classes[best + 1] if probabilities[best] >= KNOWN_KIND_PROBABILITY else None
+
+    def _refused(self, scores: dict[str, np.ndarray], n: int) -> np.ndarray:
+        return self.rule.refused(scores, n) if self.rule else np.zeros(n, dtype=bool)
 
     def _scores_and_logits(self, batch: np.ndarray, outputs: np.ndarray | None
                            ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:

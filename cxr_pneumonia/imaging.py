@@ -82,17 +82,23 @@ class ImageTooLargeError(ImageDecodeError):
     """An image over the byte or pixel limits, or too big or too slow to decode here."""
 
 
-def read_image_file(path: str | Path, timeout: float | None = None) -> np.ndarray:
-    """Decode the image file at `path` into a 2-D float32 array in [0, 1], within `timeout` seconds if given."""
+def read_file_bytes(path: str | Path) -> bytes:
+    """The bytes of the file at `path`; ImageDecodeError if it is missing, unreadable or over MAX_FILE_BYTES."""
     path = Path(path)
     if not path.is_file():
         raise ImageDecodeError(f"File not found: {path.name}")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ImageTooLargeError(_too_large_message(path.stat().st_size))
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise ImageDecodeError(f"The file '{path.name}' could not be opened.") from error
+
+
+def read_image_file(path: str | Path, timeout: float | None = None) -> np.ndarray:
+    """Decode the image file at `path` into a 2-D float32 array in [0, 1], within `timeout` seconds if given."""
+    path = Path(path)
+    data = read_file_bytes(path)
     if timeout is not None:
         return decode_image_with_timeout(data, path.name, timeout)
     return decode_image(data, filename=path.name)

@@ -34,7 +34,7 @@ from cxr_pneumonia.hub import (
     resolve_model,
     version_of,
 )
-from cxr_pneumonia.imaging import decode_image_with_timeout, read_image_file
+from cxr_pneumonia.imaging import decode_image_with_timeout, read_file_bytes
 from cxr_pneumonia.lab import RandomisationCheck, faithfulness, randomisation_checks
 from cxr_pneumonia.model import PneumoniaModel, Prediction, load_model_dir
 
@@ -309,12 +309,11 @@ class PneumoniaService:
         return self.known_boxes.get(content_digest(data), ()) if self.known_boxes else ()
 
     def _prepare_file(self, path: str | Path, revision: str | None) -> Prepared:
-        gray = read_image_file(path, timeout=DECODE_TIMEOUT_SECONDS)  # refuses what is too large to hash
-        return self._prepare(gray, self.boxes_of(Path(path).read_bytes()) if self.known_boxes else (), revision)
+        return self._prepare_bytes(read_file_bytes(path), revision, Path(path).name)  # the name tells DICOM
 
-    def _prepare_bytes(self, data: bytes, revision: str | None) -> Prepared:
-        return self._prepare(decode_image_with_timeout(data, seconds=DECODE_TIMEOUT_SECONDS), self.boxes_of(data),
-                             revision)
+    def _prepare_bytes(self, data: bytes, revision: str | None, filename: str | None = None) -> Prepared:
+        gray = decode_image_with_timeout(data, filename, DECODE_TIMEOUT_SECONDS)
+        return self._prepare(gray, self.boxes_of(data), revision)
 
     def _prepare(self, gray: np.ndarray, boxes: tuple[Box, ...], revision: str | None) -> Prepared:
         loaded = self.model(revision)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from cxr_pneumonia.architectures import LOGIT_LAYER
-
-POOL_LAYER = "pool"
+from cxr_pneumonia.architectures import LOGIT_LAYER, POOL_LAYER
 
 
 def cell_size(model: keras.Model) -> int:

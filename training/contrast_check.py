@@ -20,7 +20,7 @@ from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.metrics import roc_auc
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from training.data import LabelledImages, validation_images
-from training.evaluate import BATCH_SIZE
+from training.evaluate import predict_grays
 from training.metrics_file import store_in_metrics
 
 
@@ -44,22 +44,15 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def probabilities(model: PneumoniaModel, grays: list[np.ndarray]) -> np.ndarray:
-    """Calibrated pneumonia probabilities of decoded images."""
-    inputs = [model.preprocess(gray) for gray in grays]
-    return np.concatenate([model.probabilities(np.stack(inputs[start : start + BATCH_SIZE]))
-                           for start in range(0, len(inputs), BATCH_SIZE)])
-
-
 def contrast_report(model: PneumoniaModel, images: LabelledImages) -> list[dict]:
     """Per source and change: mean |change of probability|, share of decisions flipped, AUC before and after."""
     rows = []
     for source in images.source_names:
         of_source = images.of_source(source)
         grays = [read_image_file(path) for path in of_source.paths]
-        before = probabilities(model, grays)
+        before = predict_grays(model, grays)
         for name, change in CHANGES.items():
-            after = probabilities(model, [change(gray) for gray in grays])
+            after = predict_grays(model, [change(gray) for gray in grays])
             flipped = (before >= model.config.threshold) != (after >= model.config.threshold)
             rows.append({"source": source, "change": name, "n": len(grays),
                          "mean_abs_probability_change": float(np.mean(np.abs(after - before))),

@@ -55,6 +55,13 @@ def predict_paths(model: PneumoniaModel, paths: list[str]) -> np.ndarray:
     return np.concatenate([np.zeros(0), *(model.probabilities(batch) for batch in input_batches(model, paths))])
 
 
+def predict_grays(model: PneumoniaModel, grays: list[np.ndarray]) -> np.ndarray:
+    """Calibrated pneumonia probabilities for decoded grayscale images, in batches of BATCH_SIZE."""
+    inputs = [model.preprocess(gray) for gray in grays]
+    return np.concatenate([np.zeros(0), *(model.probabilities(np.stack(inputs[start : start + BATCH_SIZE]))
+                                          for start in range(0, len(inputs), BATCH_SIZE))])
+
+
 def predict_and_gate_paths(model: PneumoniaModel, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated pneumonia probabilities and the input gate's refusals (booleans) for image files."""
     probabilities, refused = [np.zeros(0)], [np.zeros(0, dtype=bool)]

@@ -21,7 +21,7 @@ import numpy as np
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from training.data import LabelledImages, list_labelled_images, validation_images
-from training.evaluate import BATCH_SIZE
+from training.evaluate import predict_grays
 from training.metrics_file import store_in_metrics
 
 DEFAULT_CROPS = (0.0, 0.075, 0.125)
@@ -37,9 +37,7 @@ def cropped_vertically(gray: np.ndarray, fraction: float) -> np.ndarray:
 
 def probabilities_after_crop(model: PneumoniaModel, grays: list[np.ndarray], fraction: float) -> np.ndarray:
     """Calibrated pneumonia probabilities of the images cropped by `fraction` top and bottom."""
-    inputs = [model.preprocess(cropped_vertically(gray, fraction)) for gray in grays]
-    batches = (np.stack(inputs[start : start + BATCH_SIZE]) for start in range(0, len(inputs), BATCH_SIZE))
-    return np.concatenate([model.probabilities(batch) for batch in batches])
+    return predict_grays(model, [cropped_vertically(gray, fraction) for gray in grays])
 
 
 def framing_report(model: PneumoniaModel, images: LabelledImages, crops: tuple[float, ...]) -> list[dict]:

@@ -44,6 +44,7 @@ from cxr_pneumonia.gate import (
     FRONTAL_CHEST,
     GATE_FILENAME,
     GATE_METHOD,
+    ONE_CLASS_METHOD,
     ONE_CLASS_SCORES,
     THUMBNAIL_SIZE,
     GateStatistics,
@@ -493,17 +494,10 @@ def classifier_log_odds(classifier: keras.Model, inputs: np.ndarray) -> np.ndarr
 
 # Scoring and measuring.
 
-@dataclass(frozen=True)
-class OneClass:
-    """The fitted one-class models and the function computing the model's gate features."""
-
-    statistics: GateStatistics
-    features: Callable[[np.ndarray], np.ndarray]
-
-    def scores(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
-        never = VerdictRule(dict.fromkeys(ONE_CLASS_SCORES, np.inf), dict.fromkeys(ONE_CLASS_SCORES, 1.0), 0.0)
-        gate = InputGate(self.statistics, never, self.features)
-        return gate.scores(inputs)
+def one_class_gate(statistics: GateStatistics, features: Callable[[np.ndarray], np.ndarray]) -> InputGate:
+    """A gate of the one-class scores alone that refuses nothing: what scores images while the rule is fitted."""
+    never = VerdictRule(dict.fromkeys(ONE_CLASS_SCORES, np.inf), dict.fromkeys(ONE_CLASS_SCORES, 1.0), 0.0)
+    return InputGate(statistics, never, features)
 
 
 def all_scores(one_class: dict[str, np.ndarray], classifier: keras.Model | None,
@@ -589,7 +583,7 @@ def fit_gate(model_dir: Path, data_dirs: list[Path], negatives_dir: Path | None 
     chest = read_inputs(fitted.paths, image_size, normalization, changes, seed)
     positives = np.concatenate([chest["plain"], chest["changed"]])
     statistics, shrinkage = fit_statistics(positives, features(positives))
-    one_class = OneClass(statistics, features)
+    one_class = one_class_gate(statistics, features)
     held = read_inputs(validation.paths, image_size, normalization, changes, seed + 1)
     held_inputs = np.concatenate([held["plain"], held["changed"]])
     held_scores = one_class.scores(held_inputs)
@@ -634,7 +628,7 @@ def fit_gate(model_dir: Path, data_dirs: list[Path], negatives_dir: Path | None 
     n_held = len(held["plain"])
     held_refused = rule.refused(all_scores(held_scores, classifier, held_inputs), len(held_inputs))
     config["gate"] = {
-        "method": GATE_METHOD if classifier is not None else GATE_METHOD.split("; and the log-odds")[0],
+        "method": GATE_METHOD if classifier is not None else ONE_CLASS_METHOD,
         "file": GATE_FILENAME,
         "feature_layers": feature_layers,
         "feature_grid": feature_grid,

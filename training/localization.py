@@ -11,7 +11,6 @@ is scored beside them as a no-model baseline. Writes a "localization" block into
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +50,9 @@ def localization_report(model: PneumoniaModel, data_dir: Path, images: LabelledI
         gray = read_image_file(path)
         mask = box_mask(boxes[Path(path).name], gray.shape[1], gray.shape[0], size, size)
         model_input = model.preprocess(gray)
-        for method in methods:
-            started = time.perf_counter()
-            heatmap = explainer.heatmap(model_input, "PNEUMONIA", method)
-            seconds[method] += time.perf_counter() - started
-            scores[method].append(localization_scores(heatmap, mask))
+        for method, timed in explainer.compare(model_input, "PNEUMONIA", methods).items():
+            seconds[method] += timed.seconds
+            scores[method].append(localization_scores(timed.heatmap, mask))
         scores[CENTRE_BASELINE].append(localization_scores(centre_map(size, size), mask))
     return {
         "data": data_dir.resolve().name, "split": split, "n": len(cases), "gradcam_layer": model.config.gradcam_layer,
