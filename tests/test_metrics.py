@@ -53,7 +53,7 @@ def test_youden_threshold_separates_a_separable_case():
     probabilities = np.array([0.1, 0.2, 0.35, 0.6, 0.7, 0.9])
     labels = np.array([0, 0, 0, 1, 1, 1])
     threshold = youden_threshold(probabilities, labels)
-    assert 0.35 < threshold <= 0.6
+    assert threshold == pytest.approx(0.475)
 
 
 def test_platt_scaling_recovers_the_scale_and_shift_of_miscalibrated_logits():
@@ -70,8 +70,9 @@ def test_sensitivity_first_threshold_keeps_every_source_sensitive():
     probabilities = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.6, 0.65, 0.7, 0.9])
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1])
     sources = ["a"] * 8 + ["b"] * 4
-    assert sensitivity_first_threshold(probabilities, labels, sources, minimum=1.0) == 0.5
-    assert sensitivity_first_threshold(probabilities, labels, sources, minimum=0.5) == 0.7
+    # halfway between the lowest score kept and the next lower one: no image sits on the threshold
+    assert sensitivity_first_threshold(probabilities, labels, sources, minimum=1.0) == pytest.approx(0.45)
+    assert sensitivity_first_threshold(probabilities, labels, sources, minimum=0.5) == pytest.approx(0.675)
 
 
 def test_threshold_and_temperature_weight_every_source_equally():
@@ -81,7 +82,7 @@ def test_threshold_and_temperature_weight_every_source_equally():
     probabilities = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.6, 0.65, 0.7, 0.9])
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1])
     sources = ["a"] * 8 + ["b"] * 4
-    assert youden_threshold(probabilities, labels) == 0.5
-    assert youden_threshold(probabilities, labels, sources) == 0.7  # mean J: a 0.5, b 1.0
+    assert youden_threshold(probabilities, labels) == pytest.approx(0.45)
+    assert youden_threshold(probabilities, labels, sources) == pytest.approx(0.675)  # mean J: a 0.5, b 1.0
     weights = source_weights(sources)
     assert weights[:8].sum() == pytest.approx(0.5) and weights[8:].sum() == pytest.approx(0.5)

@@ -1,6 +1,7 @@
 """Training end to end on a handful of real images, and the evaluation command on its output."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from cxr_pneumonia.model import load_model_dir
 from tests.conftest import TINY_TRAINING
-from training import evaluate
+from training import evaluate, report
 from training.data import patient_id
 from training.report import validation_images
 
@@ -75,3 +76,28 @@ def test_training_is_deterministic_for_a_seed(tiny_model_dir, mini_data_dir, min
     first = keras.saving.load_model(tiny_model_dir / "model.keras").get_weights()
     second = keras.saving.load_model(again / "model.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_validation_only_report_calibrates_and_measures_without_reading_a_test_split(
+        tiny_model_dir, mini_data_dir, mini_rsna_dir, tmp_path, monkeypatch):
+    run = shutil.copytree(tiny_model_dir, tmp_path / "run")
+    full_config = json.loads((tiny_model_dir / "config.json").read_text())
+
+    def no_test_split(data_dir):
+        raise AssertionError(f"the test split of {data_dir} was read")
+
+    monkeypatch.setattr(report, "test_images", no_test_split)
+    report.main(["--model", str(run), "--data", str(mini_data_dir), str(mini_rsna_dir), "--validation-only"])
+    config = json.loads((run / "config.json").read_text())
+    assert "gate" not in config
+    assert config["threshold"] == pytest.approx(full_config["threshold"])
+    assert config["temperature"] == pytest.approx(full_config["temperature"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"validation", "validation_by_source", "training", "framing_check", "contrast_check",
+                            "localization"}
+    validation = validation_images(run)
+    for name in (mini_data_dir.name, mini_rsna_dir.name):
+        assert metrics["validation_by_source"][name]["n"] == len(validation.of_source(name).paths)
+    rsna = validation.of_source(mini_rsna_dir.name)
+    assert metrics["localization"]["split"] == "validation"
+    assert metrics["localization"]["n"] == sum(rsna.labels)

@@ -11,7 +11,8 @@ from cxr_pneumonia.model import calibrated_probability
 MIN_SENSITIVITY = 0.95
 THRESHOLD_RULE = (f"the highest threshold at which the validation sensitivity of every source is at least "
                   f"{MIN_SENSITIVITY:.2f} (missing a pneumonia costs more than a false alarm); the threshold "
-                  "maximising the mean over sources of Youden's J if none reaches it")
+                  "maximising the mean over sources of Youden's J if none reaches it; placed halfway between the "
+                  "lowest validation score called pneumonia and the next lower one")
 TEMPERATURE_RULE = ("Platt scaling, sigmoid(logit / temperature + offset), minimising the mean over sources of the "
                     "validation negative log-likelihood")
 
@@ -46,19 +47,27 @@ def source_groups(labels: np.ndarray, sources: list[str] | None) -> list[np.ndar
     return [sources == name for name in np.unique(sources)]
 
 
+def just_below(scores: np.ndarray, index: int) -> float:
+    """Halfway between the sorted distinct scores[index] and the next lower one (or 0): the same validation
+    decisions as scores[index], but no image sits on the threshold, where the last digits of a logit, which
+    differ between the trained and the served (batch-normalisation-folded) network, would decide."""
+    return float((scores[index] + (scores[index - 1] if index > 0 else 0.0)) / 2)
+
+
 def youden_threshold(probabilities: np.ndarray, labels: np.ndarray, sources: list[str] | None = None) -> float:
     """The probability threshold maximising Youden's J on validation, averaged over sources when given."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).astype(bool)
     groups = source_groups(labels, sources)
-    best_threshold, best_score = 0.5, -np.inf
-    for threshold in np.unique(probabilities):
+    candidates = np.unique(probabilities)
+    best_index, best_score = 0, -np.inf
+    for index, threshold in enumerate(candidates):
         predicted = probabilities >= threshold
         score = np.mean([predicted[group & labels].mean() + (~predicted[group & ~labels]).mean() - 1.0
                          for group in groups])
         if score > best_score:
-            best_threshold, best_score = float(threshold), score
-    return best_threshold
+            best_index, best_score = index, score
+    return just_below(candidates, best_index)
 
 
 def sensitivity_first_threshold(probabilities: np.ndarray, labels: np.ndarray, sources: list[str] | None = None,
@@ -67,10 +76,11 @@ def sensitivity_first_threshold(probabilities: np.ndarray, labels: np.ndarray, s
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).astype(bool)
     groups = source_groups(labels, sources)
-    for threshold in np.unique(probabilities)[::-1]:
-        predicted = probabilities >= threshold
+    candidates = np.unique(probabilities)
+    for index in range(len(candidates) - 1, -1, -1):
+        predicted = probabilities >= candidates[index]
         if all(predicted[group & labels].mean() >= minimum for group in groups):
-            return float(threshold)
+            return just_below(candidates, index)
     return youden_threshold(probabilities, labels, sources)
 
 

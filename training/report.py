@@ -3,10 +3,16 @@
     python -m training.report --model runs/cxr_cnn --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia
     python -m training.report --model model --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia \
         --measure-only
+    python -m training.report --model runs/cxr_cnn --data ../shared/data/chest_xray ../shared/data/rsna_pneumonia \
+        --validation-only
 
 --measure-only, after `python -m training.gate` refitted a model's gate: validation and test measured again
 (the gate's refusals change; calibration, threshold and the other entries of metrics.json stay) and the card
 rewritten.
+
+--validation-only, to choose between training runs without reading a test split: calibration on validation,
+then validation per source, the framing and contrast checks and Grad-CAM's localisation on validation, into the
+run's config.json (no gate yet) and metrics.json. A later full report replaces both.
 
 The first data source's test split is the headline `test` block of metrics.json (Kermany's official test,
 comparable across versions); every source's test split is in `test_by_source`, all of them in `test_pooled`.
@@ -95,9 +101,9 @@ def manifest_digests(data_dirs: list[Path]) -> dict[str, str | None]:
             for d in data_dirs}
 
 
-def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None) -> dict:
-    """Calibrate on validation, fit the input gate, evaluate on val/test per source, write config, metrics,
-    plots and card; `previous` is an earlier model directory measured on the same test splits beside it."""
+def calibrate_run(out: Path, data_dirs: list[Path]) -> dict:
+    """Fit the temperature, offset and threshold on the run's validation images and write config.json (no gate);
+    returns run.json."""
     run = json.loads((out / RUN_FILENAME).read_text())
     keras_model = keras.saving.load_model(out / MODEL_FILENAME, compile=False, safe_mode=True)
     normalization = run.get("normalization", DEFAULT_NORMALIZATION)
@@ -106,15 +112,34 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None)
     val_logits = uncalibrated.logits(np.stack([uncalibrated.preprocess_file(p) for p in validation.paths]))
     temperature, offset, threshold = calibrate(val_logits, validation.labels, validation.sources)
     write_config(out, run, (temperature, offset), threshold, data_dirs)
+    return run
+
+
+def validation_checks(model: PneumoniaModel, run: dict, validation: LabelledImages) -> dict:
+    """What is measured on validation besides the reports: the run, the framing and contrast checks."""
+    return {
+        "training": {**run, "n_validation_patients": len({patient_id(p) for p in validation.paths})},
+        "framing_check": framing_report(model, validation.of_source(validation.source_names[0]), DEFAULT_CROPS),
+        "contrast_check": contrast_report(model, validation),
+    }
+
+
+def sources_with_boxes(data_dirs: list[Path]) -> list[Path]:
+    """The data sources that come with radiologists' boxes."""
+    return [d for d in data_dirs if (d / BOXES_FILENAME).is_file()]
+
+
+def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None) -> dict:
+    """Calibrate on validation, fit the input gate, evaluate on val/test per source, write config, metrics,
+    plots and card; `previous` is an earlier model directory measured on the same test splits beside it."""
+    run = calibrate_run(out, data_dirs)
     fit_gate(out, data_dirs)
     model = load_model_dir(out)
 
+    validation = validation_images(out)
     tests = concatenate([test_images(d) for d in data_dirs])
-    metrics = measure(model, validation, tests)
-    metrics["training"] = {**run, "n_validation_patients": len({patient_id(p) for p in validation.paths})}
-    metrics["framing_check"] = framing_report(model, validation.of_source(validation.source_names[0]), DEFAULT_CROPS)
-    metrics["contrast_check"] = contrast_report(model, validation)
-    with_boxes = [d for d in data_dirs if (d / BOXES_FILENAME).is_file()]
+    metrics = measure(model, validation, tests) | validation_checks(model, run, validation)
+    with_boxes = sources_with_boxes(data_dirs)
     if with_boxes:
         metrics["localization"] = localization_report(model, with_boxes[0], test_images(with_boxes[0]), "test",
                                                       LOCALIZATION_METHODS)
@@ -125,6 +150,23 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None)
     write_card(out)
     for name, report in metrics["test_by_source"].items():
         print(f"test split of {name}\n" + format_report(report))
+    return metrics
+
+
+def validation_only_report(out: Path, data_dirs: list[Path]) -> dict:
+    """Calibrate and measure a run on its validation images alone, test splits untouched, to choose between runs:
+    config.json (without a gate) and a metrics.json of validation entries, localisation on validation."""
+    run = calibrate_run(out, data_dirs)
+    model = load_model_dir(out)
+    validation = validation_images(out)
+    metrics = validation_measures(model, validation) | validation_checks(model, run, validation)
+    with_boxes = sources_with_boxes(data_dirs)
+    if with_boxes:
+        metrics["localization"] = localization_report(
+            model, with_boxes[0], validation.of_source(with_boxes[0].resolve().name), "validation", ["Grad-CAM"])
+    (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
+    for name, report in metrics["validation_by_source"].items():
+        print(f"validation images of {name}\n" + format_report(report))
     return metrics
 
 
@@ -141,15 +183,21 @@ def refresh_measures(out: Path, data_dirs: list[Path]) -> dict:
 
 def measure(model: PneumoniaModel, validation: LabelledImages, tests: LabelledImages) -> dict:
     """Validation and test reports, per source and pooled; `test` is the first source's."""
-    validation_reports = evaluate_sources(model, validation)
     test_reports = evaluate_sources(model, tests)
     first = tests.source_names[0]
-    return {
-        "validation": validation_reports.get(POOLED, validation_reports[first]),
-        "validation_by_source": {k: v for k, v in validation_reports.items() if k != POOLED},
+    return validation_measures(model, validation) | {
         "test": test_reports[first],
         "test_by_source": {k: v for k, v in test_reports.items() if k != POOLED},
         "test_pooled": test_reports.get(POOLED, test_reports[first]),
+    }
+
+
+def validation_measures(model: PneumoniaModel, validation: LabelledImages) -> dict:
+    """The validation report, pooled over sources (or the only source's), and per source."""
+    reports = evaluate_sources(model, validation)
+    return {
+        "validation": reports.get(POOLED, reports[validation.source_names[0]]),
+        "validation_by_source": {k: v for k, v in reports.items() if k != POOLED},
     }
 
 
@@ -186,11 +234,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, required=True, help="a training run directory")
     parser.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA_DIR], help="the run's data sources")
     parser.add_argument("--previous", type=Path, help="an earlier model directory to measure beside this one")
-    parser.add_argument("--measure-only", action="store_true",
-                        help="only measure validation and test again (after refitting the gate) and rewrite the card")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--measure-only", action="store_true",
+                      help="only measure validation and test again (after refitting the gate) and rewrite the card")
+    mode.add_argument("--validation-only", action="store_true",
+                      help="calibrate and measure on validation alone, no test split read (to choose between runs)")
     args = parser.parse_args(argv)
     if args.measure_only:
         refresh_measures(args.model, args.data)
+    elif args.validation_only:
+        validation_only_report(args.model, args.data)
     else:
         write_report(args.model, args.data, args.previous)
 
