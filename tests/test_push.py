@@ -135,7 +135,7 @@ def test_push_then_the_app_serves_the_version_asked_for(hub, tmp_path, monkeypat
 
     bundled = Path(__file__).resolve().parent.parent / "model"
     run_push(hub, tmp_path, bundled, "v9.9.9", monkeypatch=monkeypatch)
-    newer = model_copy_with_test_auc(bundled, tmp_path / "newer", 0.99)
+    newer = model_copy_with_test_auc(bundled, tmp_path / "newer", 1.0)  # above any bundled model's: no regression
     run_push(hub, tmp_path, newer, "v9.9.10", monkeypatch=monkeypatch)
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "app-cache"),
@@ -150,7 +150,7 @@ def test_push_then_the_app_serves_the_version_asked_for(hub, tmp_path, monkeypat
         app.terminate()
         app.wait(timeout=30)
     assert (info["repo_id"], info["version"], info["source"]) == (REPO, "v9.9.9", "hub")
-    assert (newer_info["version"], newer_info["source"], newer_info["metrics"]["auc"]) == ("v9.9.10", "hub", 0.99)
+    assert (newer_info["version"], newer_info["source"], newer_info["metrics"]["auc"]) == ("v9.9.10", "hub", 1.0)
 
 
 def wait_for_model_info(url: str, app: subprocess.Popen, timeout: float = 120) -> dict:

@@ -38,7 +38,7 @@ CHANGES_FROM_PREVIOUS = (
     "v1.1.0 was trained on the pediatric set alone. On adults it ranked well but its threshold and "
     "calibration did not travel: it called most normal adults pneumonia. This version is trained on children "
     "and adults with batches balanced across sources and classes, one threshold and one calibration fitted with "
-    "every source weighted equally, and the preprocessing and augmentation measured on both sources' "
+    "every source weighted equally, and the preprocessing, augmentation and input size measured on both sources' "
     "validation splits. Both models, measured on the same test splits:"
 )
 STRESS_CROP = DEFAULT_CROPS[-1]  # the framing check's tightest crop, shown in the run tables
