@@ -49,8 +49,8 @@ def source_groups(labels: np.ndarray, sources: list[str] | None) -> list[np.ndar
 
 def just_below(scores: np.ndarray, index: int) -> float:
     """Halfway between the sorted distinct scores[index] and the next lower one (or 0): the same validation
-    decisions as scores[index], but no image sits on the threshold, where the last digits of a logit, which
-    differ between the trained and the served (batch-normalisation-folded) network, would decide."""
+    decisions as scores[index], but no image sits on the threshold, where a logit's last digits, which change
+    with the batch it is computed in (the app computes one image at a time), would decide."""
     return float((scores[index] + (scores[index - 1] if index > 0 else 0.0)) / 2)
 
 

@@ -36,6 +36,7 @@ from cxr_pneumonia.config import (
     MODEL_FILENAME,
 )
 from cxr_pneumonia.examples import BOXES_FILENAME
+from cxr_pneumonia.explain import DEFAULT_METHOD
 from cxr_pneumonia.model import ModelConfig, PneumoniaModel, load_model_dir
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, describe
 from training import plots
@@ -101,9 +102,9 @@ def manifest_digests(data_dirs: list[Path]) -> dict[str, str | None]:
             for d in data_dirs}
 
 
-def calibrate_run(out: Path, data_dirs: list[Path]) -> dict:
+def calibrate_run(out: Path, data_dirs: list[Path]) -> tuple[dict, LabelledImages]:
     """Fit the temperature, offset and threshold on the run's validation images and write config.json (no gate);
-    returns run.json."""
+    returns run.json and those images."""
     run = json.loads((out / RUN_FILENAME).read_text())
     keras_model = keras.saving.load_model(out / MODEL_FILENAME, compile=False, safe_mode=True)
     normalization = run.get("normalization", DEFAULT_NORMALIZATION)
@@ -112,7 +113,7 @@ def calibrate_run(out: Path, data_dirs: list[Path]) -> dict:
     val_logits = uncalibrated.logits(np.stack([uncalibrated.preprocess_file(p) for p in validation.paths]))
     temperature, offset, threshold = calibrate(val_logits, validation.labels, validation.sources)
     write_config(out, run, (temperature, offset), threshold, data_dirs)
-    return run
+    return run, validation
 
 
 def validation_checks(model: PneumoniaModel, run: dict, validation: LabelledImages) -> dict:
@@ -132,11 +133,10 @@ def sources_with_boxes(data_dirs: list[Path]) -> list[Path]:
 def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None) -> dict:
     """Calibrate on validation, fit the input gate, evaluate on val/test per source, write config, metrics,
     plots and card; `previous` is an earlier model directory measured on the same test splits beside it."""
-    run = calibrate_run(out, data_dirs)
+    run, validation = calibrate_run(out, data_dirs)
     fit_gate(out, data_dirs)
     model = load_model_dir(out)
 
-    validation = validation_images(out)
     tests = concatenate([test_images(d) for d in data_dirs])
     metrics = measure(model, validation, tests) | validation_checks(model, run, validation)
     with_boxes = sources_with_boxes(data_dirs)
@@ -156,14 +156,13 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None)
 def validation_only_report(out: Path, data_dirs: list[Path]) -> dict:
     """Calibrate and measure a run on its validation images alone, test splits untouched, to choose between runs:
     config.json (without a gate) and a metrics.json of validation entries, localisation on validation."""
-    run = calibrate_run(out, data_dirs)
+    run, validation = calibrate_run(out, data_dirs)
     model = load_model_dir(out)
-    validation = validation_images(out)
     metrics = validation_measures(model, validation) | validation_checks(model, run, validation)
     with_boxes = sources_with_boxes(data_dirs)
     if with_boxes:
         metrics["localization"] = localization_report(
-            model, with_boxes[0], validation.of_source(with_boxes[0].resolve().name), "validation", ["Grad-CAM"])
+            model, with_boxes[0], validation.of_source(with_boxes[0].resolve().name), "validation", [DEFAULT_METHOD])
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
     for name, report in metrics["validation_by_source"].items():
         print(f"validation images of {name}\n" + format_report(report))
@@ -208,7 +207,7 @@ def previous_version_metrics(previous: Path, tests: LabelledImages, with_boxes: 
     result["test_by_source"].pop(POOLED, None)
     if with_boxes:
         result["localization"] = localization_report(model, with_boxes[0], test_images(with_boxes[0]), "test",
-                                                     ["Grad-CAM"])
+                                                     [DEFAULT_METHOD])
     return result
 
 
