@@ -16,7 +16,7 @@ from cxr_pneumonia.config import DEFAULT_DATA_DIR
 
 RSNA_DIR = DEFAULT_DATA_DIR.parent / "rsna_pneumonia"
 TINY_TRAINING = ["--epochs", "2", "--image-size", "64", "--batch-size", "8", "--val-fraction", "0.3", "--seed", "7",
-                 "--normalization", "equalize"]
+                 "--normalization", "equalize", "--label-smoothing", "0.1"]
 MINI_RSNA_PER_CLASS = {"development": 5, "test": 2}
 
 # A few patients per class: several images of one patient test the grouped split.

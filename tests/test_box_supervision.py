@@ -64,3 +64,16 @@ def test_loss_adds_the_cells_only_where_they_are_known():
     losses = box_supervised_loss(0.5)(y_true, y_pred).numpy()
     assert losses[1] == pytest.approx(bce(1, logit), rel=1e-5)
     assert losses[0] == pytest.approx(bce(1, logit) + 0.5 * (bce(1, 2.0) + bce(0, -1.0)) / 2, rel=1e-5)
+
+
+def test_label_smoothing_pulls_the_image_label_towards_one_half():
+    logit, cells = 0.5, [2.0, -1.0]
+    y_pred = tf.constant([[logit, *cells]])
+    y_true = tf.constant([[1.0, 1.0, 0.0, 0.0]])  # a pneumonia without known cells
+    smoothed_label = 0.95
+    expected = smoothed_label * np.log1p(np.exp(-logit)) + (1 - smoothed_label) * np.log1p(np.exp(logit))
+
+    loss = box_supervised_loss(1.0, label_smoothing=0.1)(y_true, y_pred).numpy()
+
+    assert loss[0] == pytest.approx(expected, rel=1e-5)
+    assert loss[0] > box_supervised_loss(1.0)(y_true, y_pred).numpy()[0]

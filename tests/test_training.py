@@ -41,6 +41,7 @@ def test_card_carries_measured_numbers_and_disclaimer(tiny_model_dir):
     assert card.startswith("---\nlicense: cc-by-4.0\nlibrary_name: keras\npipeline_tag: image-classification")
     assert f"value: {metrics['test']['accuracy']:.4f}" in card
     assert "not a medical device" in card
+    assert "labels smoothed by 0.1 (a pneumonia trains towards 0.95" in card
     assert "doi:10.17632/rscbjbr9sj.2" in card and "CC BY 4.0" in card
     framing = metrics["framing_check"]
     assert [row["crop_top_and_bottom"] for row in framing] == [0.0, 0.075, 0.125]

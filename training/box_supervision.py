@@ -30,13 +30,15 @@ def box_supervised_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, keras.layers.Concatenate(name="logit_and_cells")([model.outputs[0], flat]))
 
 
-def box_supervised_loss(box_weight: float):
-    """Binary cross-entropy of the image logit, plus `box_weight` times the mean cross-entropy of the cell logits
-    against the cell targets, for the images whose targets are known. y_true is [label, targets..., known]."""
+def box_supervised_loss(box_weight: float, label_smoothing: float = 0.0):
+    """Binary cross-entropy of the image logit (its label smoothed as in keras' BinaryCrossentropy), plus
+    `box_weight` times the mean cross-entropy of the cell logits against the cell targets, for the images whose
+    targets are known. y_true is [label, targets..., known]."""
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         label, targets, known = y_true[:, 0], y_true[:, 1:-1], y_true[:, -1]
         logit, cell_logits = y_pred[:, 0], y_pred[:, 1:]
+        label = label * (1.0 - label_smoothing) + 0.5 * label_smoothing
         image_loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=label, logits=logit)
         cells_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=cell_logits), axis=1)
         return image_loss + box_weight * known * cells_loss

@@ -315,6 +315,14 @@ def box_supervision_text(weight: float) -> str:
             "train through the image label alone.")
 
 
+def label_smoothing_text(smoothing: float) -> str:
+    """The training bullet's words on label smoothing."""
+    if not smoothing:
+        return "no label smoothing"
+    return (f"labels smoothed by {smoothing:g} (a pneumonia trains towards {1 - smoothing / 2:g}, a normal image "
+            f"towards {smoothing / 2:g})")
+
+
 def render_card(directory: Path, compare: list[Path] | None = None, augmentation: list[Path] | None = None,
                 choice: str = DEFAULT_CHOICE) -> str:
     """The card text for the model in `directory`, optionally with a comparison table."""
@@ -341,6 +349,7 @@ def render_card(directory: Path, compare: list[Path] | None = None, augmentation
         "threshold_rule": config["threshold_rule"],
         "threshold_note": config.get("threshold_note", ""),
         "box_supervision": box_supervision_text(run.get("box_weight", 0.0)),
+        "label_smoothing": label_smoothing_text(run.get("label_smoothing", 0.0)),
         "temperature": f"{config['temperature']:.3f}",
         "logit_offset": f"{config.get('logit_offset', 0.0):.3f}",
         "preprocessing": config["preprocessing"],

@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--box-weight", type=float, default=0.0,
                         help="weight of the loss tying Grad-CAM's cells to the radiologists' boxes (0: off; "
                              "see training/box_supervision.py)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0,
+                        help="train the image logit against labels pulled this far towards 1/2 (0: off), so "
+                             "that no image's logit is pushed without end (Szegedy et al. 2016)")
     parser.add_argument("--steps-per-epoch", type=int, default=0, help="batches per epoch (0: one pass's worth)")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
@@ -71,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 32 <= args.image_size <= MAX_IMAGE_SIZE:
         parser.error(f"--image-size must be between 32 and {MAX_IMAGE_SIZE}")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        parser.error("--label-smoothing must be at least 0 and below 1")
     return args
 
 
@@ -165,7 +170,8 @@ def train(args: argparse.Namespace) -> Path:
     with strategy.scope():
         classifier = build_model(args.arch, args.image_size, args.weights)
         trained = box_supervised_model(classifier) if args.box_weight else classifier
-        trained.compile(optimizer=keras.optimizers.Adam(args.learning_rate), **loss_and_metrics(args.box_weight))
+        compile_arguments = loss_and_metrics(args.box_weight, args.label_smoothing)
+        trained.compile(optimizer=keras.optimizers.Adam(args.learning_rate), **compile_arguments)
     classifier.summary()
     cells = cell_size(classifier) if args.box_weight else 0
     train_ds = training_stream(args, train_images, global_batch_size, stream_seed, cells)
@@ -200,6 +206,7 @@ def train(args: argparse.Namespace) -> Path:
         "n_validation": len(val_images),
         "gradcam_layer": last_conv_layer_name(classifier),
         "box_weight": args.box_weight,
+        "label_smoothing": args.label_smoothing,
         "batch_size": args.batch_size,
         "workers": worker.count,
         "global_batch_size": global_batch_size,
@@ -212,11 +219,11 @@ def train(args: argparse.Namespace) -> Path:
     return out
 
 
-def loss_and_metrics(box_weight: float) -> dict:
+def loss_and_metrics(box_weight: float, label_smoothing: float = 0.0) -> dict:
     """compile() arguments: the image loss with AUC and accuracy, or the box-supervised loss alone."""
     if box_weight:
-        return {"loss": box_supervised_loss(box_weight)}
-    return {"loss": keras.losses.BinaryCrossentropy(from_logits=True),
+        return {"loss": box_supervised_loss(box_weight, label_smoothing)}
+    return {"loss": keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=label_smoothing),
             "metrics": [keras.metrics.AUC(name="auc", from_logits=True), keras.metrics.BinaryAccuracy(threshold=0.0)]}
 
 
