@@ -35,7 +35,7 @@ from cxr_pneumonia.rest import API_PREFIX, create_rest_api
 from cxr_pneumonia.service import Analysis, Comparison, LabChecks, PneumoniaService, box_sentence, encode_jpeg
 
 CONCURRENCY_LIMIT = int(os.environ.get("CONCURRENCY_LIMIT", "2"))  # requests computed at once; README "Performance"
-MAX_QUEUE_SIZE = 64
+MAX_QUEUE_SIZE = 64  # requests waiting for the model, on the page's queue and on the REST API's each
 THUMBNAIL_SIDE = 192
 POPULATIONS = {"child": "Children (Kermany et al. 2018, one hospital in Guangzhou), official test split",
                "adult": "Adults (RSNA Pneumonia Detection Challenge, NIH Clinical Center), held-out test split"}
@@ -439,7 +439,8 @@ demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=MAX_QUEUE_SIZE)
 def create_server(host: str = "0.0.0.0", port: int = 7860) -> FastAPI:
     """The REST API at /v1 and the UI at /, on one app: what `python app.py` serves."""
     server = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    server.mount(API_PREFIX, create_rest_api(service, model_workers, CORS_ORIGINS))
+    api = create_rest_api(service, model_workers, CORS_ORIGINS, max_in_flight=CONCURRENCY_LIMIT + MAX_QUEUE_SIZE)
+    server.mount(API_PREFIX, api)
     return gr.mount_gradio_app(server, demo, path="/", server_name=host, server_port=port,
                                allowed_paths=[str(item.path.parent) for item in examples], show_error=True)
 

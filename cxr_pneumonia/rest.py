@@ -8,7 +8,8 @@
 
 Parameters may also be sent in the query string (?top_k=1), the way to pass them with raw bytes. The body's
 kind is sniffed from its bytes, never taken from Content-Type (curl sends images as form data). Errors answer
-{"error": message}: 400, 413 or 415 for what the decoder refuses, 422 when the input gate refuses the image.
+{"error": message}: 400, 413 or 415 for what the decoder refuses, 422 when the input gate refuses the image,
+503 (with Retry-After) when more requests are already waiting for the model than the app allows.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ CLASSIFY_PARAMETERS = ("top_k",)
 EXPLAIN_PARAMETERS = ("method", "version", "opacity")
 COMPARE_PARAMETERS = ("version", "opacity")
 _SNIFF_BYTES = 64
+BUSY_MESSAGE = "The server is busy with other requests. Please try again in a few seconds."
+RETRY_AFTER_SECONDS = 5
 log = logging.getLogger(__name__)
 
 Parameters = dict[str, Any]
@@ -46,27 +49,38 @@ Parameters = dict[str, Any]
 class ApiError(Exception):
     """A request the API refuses: answered with `status` and {"error": message, **details}."""
 
-    def __init__(self, status: int, message: str, details: Mapping[str, Any] | None = None):
+    def __init__(self, status: int, message: str, details: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.details = dict(details or {})
+        self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
         """The error as the JSON response the client gets."""
-        return JSONResponse({"error": str(self), **self.details}, status_code=self.status)
+        return JSONResponse({"error": str(self), **self.details}, status_code=self.status, headers=self.headers)
 
 
-def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: Iterable[str] = ()) -> FastAPI:
+def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: Iterable[str] = (),
+                    max_in_flight: int | None = None) -> FastAPI:
     """The API as an app to mount at API_PREFIX. The model runs on `workers` (shared with the UI, so both
-    keep to one concurrency limit), never on the event loop. No CORS headers unless origins are given."""
+    keep to one concurrency limit), never on the event loop; beyond `max_in_flight` model requests at once
+    (running or waiting), more are refused with 503. No CORS headers unless origins are given."""
     api = FastAPI(title="Chest X-ray pneumonia API", docs_url=None, redoc_url=None, openapi_url=None)
     if origins := list(cors_origins):
         api.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+    in_flight = [0]  # changed on the event loop only, so no lock
 
     async def on_workers(handle: Callable[[bytes, Parameters], Any], request: Request) -> JSONResponse:
-        body = await read_body(request)
-        content = await asyncio.get_running_loop().run_in_executor(workers, handle, body, dict(request.query_params))
-        return JSONResponse(content)
+        if max_in_flight is not None and in_flight[0] >= max_in_flight:
+            raise ApiError(503, BUSY_MESSAGE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        in_flight[0] += 1
+        try:
+            body = await read_body(request)
+            loop = asyncio.get_running_loop()
+            return JSONResponse(await loop.run_in_executor(workers, handle, body, dict(request.query_params)))
+        finally:
+            in_flight[0] -= 1
 
     @api.post("/classify")
     async def classify(request: Request) -> JSONResponse:

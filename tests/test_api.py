@@ -199,6 +199,40 @@ def test_cors_allows_the_origins_given(app):
     assert "access-control-allow-origin" not in other.headers
 
 
+class CountingExecutor(ThreadPoolExecutor):
+    """A thread pool that counts the calls handed to it."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.submitted = 0
+
+    def submit(self, *args: Any, **kwargs: Any):
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+def test_requests_beyond_the_waiting_limit_are_refused_with_503(app):
+    """With the one model thread busy and two requests waiting for it, a third is refused at once; the two are
+    answered when the thread is free."""
+    release = threading.Event()
+    with CountingExecutor(1) as workers, served(
+            lambda _: create_rest_api(app.service, workers, max_in_flight=2)) as url, ThreadPoolExecutor(2) as pool:
+        workers.submit(release.wait)
+        waiting = [pool.submit(httpx.post, f"{url}/classify", content=NORMAL_IMAGE.read_bytes(), timeout=60)
+                   for _ in range(2)]
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while workers.submitted < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        try:
+            refused = httpx.post(f"{url}/classify", content=NORMAL_IMAGE.read_bytes(), timeout=10)
+        finally:
+            release.set()  # else a failure would leave the model thread blocked and the test hanging
+        answered = [future.result() for future in waiting]
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert "busy" in refused.json()["error"]
+    assert [response.status_code for response in answered] == [200, 200]
+
+
 def test_the_ui_and_the_api_share_the_model_workers(app, url, monkeypatch):
     """REST and UI requests at once: every analysis runs on the model threads, never more at once than the limit."""
     running, peak, threads, lock = [0], [0], set(), threading.Lock()
