@@ -69,18 +69,19 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
     api = FastAPI(title="Chest X-ray pneumonia API", docs_url=None, redoc_url=None, openapi_url=None)
     if origins := list(cors_origins):
         api.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
-    in_flight = [0]  # changed on the event loop only, so no lock
+    in_flight = 0  # changed on the event loop only, so no lock
 
     async def on_workers(handle: Callable[[bytes, Parameters], Any], request: Request) -> JSONResponse:
-        if max_in_flight is not None and in_flight[0] >= max_in_flight:
+        nonlocal in_flight
+        if max_in_flight is not None and in_flight >= max_in_flight:
             raise ApiError(503, BUSY_MESSAGE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-        in_flight[0] += 1
+        in_flight += 1
         try:
             body = await read_body(request)
             loop = asyncio.get_running_loop()
             return JSONResponse(await loop.run_in_executor(workers, handle, body, dict(request.query_params)))
         finally:
-            in_flight[0] -= 1
+            in_flight -= 1
 
     @api.post("/classify")
     async def classify(request: Request) -> JSONResponse:

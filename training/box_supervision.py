@@ -31,15 +31,15 @@ def box_supervised_model(model: keras.Model) -> keras.Model:
 
 
 def box_supervised_loss(box_weight: float, label_smoothing: float = 0.0):
-    """Binary cross-entropy of the image logit (its label smoothed as in keras' BinaryCrossentropy), plus
+    """Binary cross-entropy of the image logit (its label smoothed as without boxes), plus
     `box_weight` times the mean cross-entropy of the cell logits against the cell targets, for the images whose
     targets are known. y_true is [label, targets..., known]."""
 
     def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         label, targets, known = y_true[:, 0], y_true[:, 1:-1], y_true[:, -1]
         logit, cell_logits = y_pred[:, 0], y_pred[:, 1:]
-        label = label * (1.0 - label_smoothing) + 0.5 * label_smoothing
-        image_loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=label, logits=logit)
+        image_loss = keras.losses.binary_crossentropy(label[:, None], logit[:, None], from_logits=True,
+                                                      label_smoothing=label_smoothing)
         cells_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=cell_logits), axis=1)
         return image_loss + box_weight * known * cells_loss
 
