@@ -4,6 +4,10 @@ from pathlib import Path
 
 LABELS: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 POSITIVE_LABEL = "PNEUMONIA"
+# The third answer of models with an uncertain band: a clinician must read the X-ray.
+UNCERTAIN = "UNCERTAIN"
+# The prevalence the page and the API assume unless told (models from v3.0.0 are calibrated for it).
+DEFAULT_PREVALENCE = 0.5
 
 DEFAULT_IMAGE_SIZE = 128
 MAX_IMAGE_SIZE = 224

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from cxr_pneumonia.config import (
     CONFIG_FILENAME,
+    UNCERTAIN,
     LABELS,
     METRICS_FILENAME,
     MODEL_FILENAME,
@@ -35,6 +36,8 @@ class ModelConfig:
     gradcam_layer: str = "last_conv"
     normalization: str = DEFAULT_NORMALIZATION
     gate: dict[str, Any] | None = None
+    calibrated_prevalence: float | None = None
+    uncertain_band: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -46,7 +49,7 @@ class ModelConfig:
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
         """Read the keys we use from a config.json mapping and keep the rest in `extra`."""
         known = {"image_size", "threshold", "temperature", "logit_offset", "labels", "gradcam_layer", "normalization",
-                 "gate"}
+                 "gate", "calibrated_prevalence", "uncertain_band"}
         labels = tuple(data.get("labels", LABELS))
         if labels != LABELS:
             raise ValueError(f"model labels {labels} differ from the app's {LABELS}")
@@ -59,16 +62,30 @@ class ModelConfig:
             gradcam_layer=str(data.get("gradcam_layer", "last_conv")),
             normalization=str(data.get("normalization", DEFAULT_NORMALIZATION)),
             gate=data.get("gate"),
+            calibrated_prevalence=_optional_float(data.get("calibrated_prevalence")),
+            uncertain_band=_band(data.get("uncertain_band")),
             extra={key: value for key, value in data.items() if key not in known},
         )
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _band(block: dict[str, Any] | None) -> tuple[float, float] | None:
+    """The (low, high) probabilities of a config's "uncertain_band" block, or None."""
+    return None if not block else (float(block["low"]), float(block["high"]))
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """Calibrated probabilities for one image and the decision at the model's threshold."""
+    """Calibrated probabilities for one image, the decision at the model's threshold and, for models with an
+    uncertain band, the three-way answer."""
 
     pneumonia_probability: float
     threshold: float
+    uncertain_band: tuple[float, float] | None = None
+    calibrated_prevalence: float | None = None
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -77,6 +94,35 @@ class Prediction:
     @property
     def label(self) -> str:
         return "PNEUMONIA" if self.pneumonia_probability >= self.threshold else "NORMAL"
+
+    @property
+    def answer(self) -> str:
+        """PNEUMONIA or NORMAL, or UNCERTAIN inside the model's uncertain band [low, high)."""
+        return answer(self.pneumonia_probability, self.threshold, self.uncertain_band)
+
+    def probability_at(self, prevalence: float) -> float:
+        """The pneumonia probability where `prevalence` of the X-rays read show pneumonia (Bayes' rule on the odds);
+        the model's own probability if it does not state the prevalence it is calibrated for."""
+        if self.calibrated_prevalence is None:
+            return self.pneumonia_probability
+        return probability_at_prevalence(self.pneumonia_probability, prevalence, self.calibrated_prevalence)
+
+
+def answer(probability: float, threshold: float, band: tuple[float, float] | None) -> str:
+    """The three-way answer for a calibrated probability: UNCERTAIN inside [low, high), else the decision."""
+    if band is not None and band[0] <= probability < band[1]:
+        return UNCERTAIN
+    return "PNEUMONIA" if probability >= threshold else "NORMAL"
+
+
+def probability_at_prevalence(probability: float, prevalence: float, calibrated_prevalence: float = 0.5) -> float:
+    """Move a probability calibrated at one prevalence to another: multiply its odds by the ratio of prior odds."""
+    if not 0.0 < prevalence < 1.0:
+        raise ValueError(f"prevalence must lie strictly between 0 and 1, got {prevalence}")
+    probability = min(max(probability, 1e-12), 1.0 - 1e-12)
+    odds = probability / (1.0 - probability)
+    odds *= (prevalence / (1.0 - prevalence)) / (calibrated_prevalence / (1.0 - calibrated_prevalence))
+    return odds / (1.0 + odds)
 
 
 class PneumoniaModel:
@@ -127,7 +173,8 @@ class PneumoniaModel:
     def prediction_from_logit(self, logit: float) -> Prediction:
         """The calibrated prediction for one raw pneumonia logit."""
         probability = calibrated_probability(np.array([logit]), self.config.temperature, self.config.logit_offset)
-        return Prediction(float(probability[0]), self.config.threshold)
+        return Prediction(float(probability[0]), self.config.threshold, self.config.uncertain_band,
+                          self.config.calibrated_prevalence)
 
 
 def inference_graph(keras_model: keras.Model, gradcam_layer: str, gate_layers: Iterable[str] = ()) -> keras.Model:

@@ -122,6 +122,7 @@ class Analysis:
             "gate_limit": None if self.gate.rule is None else self.gate.rule.limit,
             "pneumonia_probability": None if self.prediction is None else self.prediction.pneumonia_probability,
             "label": None if self.prediction is None else self.prediction.label,
+            "answer": None if self.prediction is None else self.prediction.answer,
             "threshold": self.model_info["threshold"],
             "model_version": self.model_info["version"],
             "model_commit": self.model_info["commit"],
