@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
+from cxr_pneumonia.acquisition import random_acquisition
 from cxr_pneumonia.config import LABELS
 from cxr_pneumonia.explanation_quality import Box, box_mask
 from cxr_pneumonia.imaging import read_image_file
@@ -216,6 +218,54 @@ def boxed_image_dataset(images: LabelledImages, image_size: int, normalization: 
     return pairs.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def raw_image_dataset(images: LabelledImages, boxes: dict[str, list[Box]] | None = None) -> tf.data.Dataset:
+    """(decoded image as uint8 (H, W, C) at its own size, label, box weight): C is 1, or 2 with the union of the
+    image's boxes as the second channel (the weight as in boxed_image_dataset). Changes of acquisition are then
+    applied where they happen, before resizing and equalisation (acquisition_inputs)."""
+    channels = 1 if boxes is None else 2
+
+    def load(path: bytes, label: np.float32) -> tuple[np.ndarray, np.float32]:
+        gray = read_image_file(path.decode())
+        planes = [gray]
+        image_boxes = [] if boxes is None else boxes.get(Path(path.decode()).name, [])
+        if boxes is not None:
+            planes.append(box_mask(image_boxes, gray.shape[1], gray.shape[0], gray.shape[1], gray.shape[0]))
+        pixels = np.round(np.stack(planes, axis=-1).astype(np.float32) * 255).astype(np.uint8)
+        return pixels, np.float32(bool(image_boxes) or label == 0)
+
+    def load_tensor(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        pixels, weight = tf.numpy_function(load, [path, label], (tf.uint8, tf.float32))
+        return tf.ensure_shape(pixels, (None, None, channels)), label, tf.ensure_shape(weight, ())
+
+    pairs = tf.data.Dataset.from_tensor_slices((images.paths, images.labels.astype(np.float32)))
+    return pairs.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def acquisition_inputs(dataset: tf.data.Dataset, image_size: int, normalization: str, seed: int) -> tf.data.Dataset:
+    """raw_image_dataset's elements after a random change of acquisition (cxr_pneumonia.acquisition, the
+    element's own seed) and the shared preprocessing: (model input, with the box mask stacked if present, label,
+    weight)."""
+    channels = dataset.element_spec[0].shape[-1]
+
+    def change(pixels: np.ndarray, index: np.int64) -> np.ndarray:
+        rng = np.random.default_rng([seed, int(index)])
+        image = pixels.astype(np.float32) / 255
+        changed = random_acquisition(image[..., 0] if channels == 1 else image, rng)
+        grey = changed if changed.ndim == 2 else changed[..., 0]
+        planes = [to_model_input(grey, image_size, normalization)]
+        if channels > 1:
+            mask = Image.fromarray(changed[..., 1], mode="F").resize((image_size, image_size), Image.Resampling.BILINEAR)
+            planes.append(np.asarray(mask, dtype=np.float32)[..., np.newaxis])
+        return np.concatenate(planes, axis=-1)
+
+    def change_tensor(index: tf.Tensor, element: tuple) -> tuple:
+        pixels, label, weight = element
+        model_input = tf.numpy_function(change, [pixels, index], tf.float32)
+        return tf.ensure_shape(model_input, (image_size, image_size, channels)), label, weight
+
+    return dataset.enumerate().map(change_tensor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def box_targets(augment_geometry, augment_grey_levels, cell_size: int):
     """A batch map from (stacked image and mask, label, weight) to (image, [label, cell targets..., weight]): the
     geometric augmentation moves image and mask alike, the grey-level one touches the image only, and the mask
@@ -257,10 +307,16 @@ def training_dataset(
     augmenter: tf.keras.layers.Layer | None,
     seed: int,
     normalization: str = DEFAULT_NORMALIZATION,
+    acquisition: bool = False,
 ) -> tf.data.Dataset:
     """Endless augmented batches in which every (source, class) group is drawn equally often, so neither a
-    hospital nor its class mix is a label cue; each group is cached and reshuffled on each pass."""
-    dataset = balanced_stream(images, seed, lambda group: image_dataset(group, image_size, normalization))
+    hospital nor its class mix is a label cue; each group is cached and reshuffled on each pass. With
+    `acquisition`, each image first gets a random change of acquisition at its own size (acquisition_inputs)."""
+    if acquisition:
+        raw = balanced_stream(images, seed, raw_image_dataset)
+        dataset = acquisition_inputs(raw, image_size, normalization, seed).map(lambda x, y, _: (x, y))
+    else:
+        dataset = balanced_stream(images, seed, lambda group: image_dataset(group, image_size, normalization))
     dataset = dataset.batch(batch_size)
     if augmenter is not None:
         dataset = dataset.map(
@@ -270,10 +326,16 @@ def training_dataset(
 
 
 def box_supervised_dataset(images: LabelledImages, image_size: int, batch_size: int, augmenters: tuple,
-                           seed: int, normalization: str, boxes: dict[str, list[Box]], cell_size: int
-                           ) -> tf.data.Dataset:
-    """training_dataset's balanced, augmented batches with each image's cell targets from its boxes (box_targets)."""
-    dataset = balanced_stream(images, seed, lambda group: boxed_image_dataset(group, image_size, normalization, boxes))
+                           seed: int, normalization: str, boxes: dict[str, list[Box]], cell_size: int,
+                           acquisition: bool = False) -> tf.data.Dataset:
+    """training_dataset's balanced, augmented batches with each image's cell targets from its boxes (box_targets);
+    with `acquisition`, each image first gets a random change of acquisition at its own size (acquisition_inputs)."""
+    if acquisition:
+        dataset = balanced_stream(images, seed, lambda group: raw_image_dataset(group, boxes))
+        dataset = acquisition_inputs(dataset, image_size, normalization, seed)
+    else:
+        dataset = balanced_stream(images, seed,
+                                  lambda group: boxed_image_dataset(group, image_size, normalization, boxes))
     dataset = dataset.batch(batch_size).map(box_targets(*augmenters, cell_size), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
