@@ -94,7 +94,7 @@ def sensor_noise(image: np.ndarray, severity: float, rng: np.random.Generator) -
 
 def jpeg(image: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     """JPEG compression of the detector-sized file: quality 40, 20 and 10 at severities 1, 2 and 3."""
-    quality = int(round(80 / 2 ** severity))
+    quality = round(80 / 2**severity)
     return _with_grey(image, _jpeg_round_trip(_grey(image), max(quality, 5)))
 
 

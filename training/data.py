@@ -254,7 +254,7 @@ def acquisition_inputs(dataset: tf.data.Dataset, image_size: int, normalization:
         grey = changed if changed.ndim == 2 else changed[..., 0]
         planes = [to_model_input(grey, image_size, normalization)]
         if channels > 1:
-            mask = Image.fromarray(changed[..., 1], mode="F").resize((image_size, image_size), Image.Resampling.BILINEAR)
+            mask = Image.fromarray(changed[..., 1], mode="F").resize((image_size,) * 2, Image.Resampling.BILINEAR)
             planes.append(np.asarray(mask, dtype=np.float32)[..., np.newaxis])
         return np.concatenate(planes, axis=-1)
 
