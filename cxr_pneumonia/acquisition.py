@@ -62,8 +62,8 @@ def _detector_grid(shape: tuple[int, int]) -> tuple[int, int]:
 def _detector_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Unit Gaussian noise made on the detector grid and brought to the image's size."""
     grid = _detector_grid(shape)
-    return _resize(rng.standard_normal(grid).astype(np.float32), *shape) if grid != shape else \
-        rng.standard_normal(shape).astype(np.float32)
+    noise = rng.standard_normal(grid, dtype=np.float32)
+    return _resize(noise, *shape) if grid != shape else noise
 
 
 def _jpeg_round_trip(grey: np.ndarray, quality: int) -> np.ndarray:
@@ -263,10 +263,11 @@ def _warp(channel: np.ndarray, corners: np.ndarray, width: int, height: int) -> 
 def _glare(shape: tuple[int, int], strength: float, rng: np.random.Generator) -> np.ndarray:
     """A soft bright blob of a lamp's reflection, of `strength` at its centre."""
     height, width = shape
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     cy, cx = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
     radius = rng.uniform(0.15, 0.35) * min(shape)
-    return strength * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * radius**2)).astype(np.float32)
+    rows = np.exp(-((np.arange(height) - cy) ** 2) / (2 * radius**2))
+    columns = np.exp(-((np.arange(width) - cx) ** 2) / (2 * radius**2))
+    return (strength * np.outer(rows, columns)).astype(np.float32)
 
 
 CHANGES: dict[str, Change] = {

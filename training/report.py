@@ -37,10 +37,17 @@ from cxr_pneumonia.config import (
 )
 from cxr_pneumonia.examples import BOXES_FILENAME
 from cxr_pneumonia.explain import DEFAULT_METHOD
-from cxr_pneumonia.model import ModelConfig, PneumoniaModel, load_model_dir
+from cxr_pneumonia.model import ModelConfig, PneumoniaModel, calibrated_probability, load_model_dir
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, describe
 from training import plots
-from training.calibration import TEMPERATURE_RULE, THRESHOLD_RULE, calibrate
+from training.calibration import (
+    BAND_RULE,
+    CALIBRATED_PREVALENCE,
+    TEMPERATURE_RULE,
+    THRESHOLD_RULE,
+    calibrate,
+    uncertain_band,
+)
 from training.card import write_card
 from training.contrast_check import contrast_report
 from training.data import (
@@ -48,6 +55,7 @@ from training.data import (
     concatenate,
     file_digest,
     patient_id,
+    subset,
     test_images,
     validation_images,
 )
@@ -73,7 +81,7 @@ def code_version() -> str:
 
 
 def write_config(out: Path, run: dict, calibration: tuple[float, float], threshold: float,
-                 data_dirs: list[Path]) -> ModelConfig:
+                 data_dirs: list[Path], band: tuple[float, float]) -> ModelConfig:
     """config.json: everything the app needs to use the model as it was trained."""
     normalization = run.get("normalization", DEFAULT_NORMALIZATION)
     config = {
@@ -86,6 +94,8 @@ def write_config(out: Path, run: dict, calibration: tuple[float, float], thresho
         "temperature": calibration[0],
         "logit_offset": calibration[1],
         "temperature_rule": TEMPERATURE_RULE,
+        "calibrated_prevalence": CALIBRATED_PREVALENCE,
+        "uncertain_band": {"low": band[0], "high": band[1], "rule": BAND_RULE},
         "gradcam_layer": run["gradcam_layer"],
         "architecture": run["arch"],
         "data_manifest_sha256": manifest_digests(data_dirs),
@@ -103,17 +113,26 @@ def manifest_digests(data_dirs: list[Path]) -> dict[str, str | None]:
 
 
 def calibrate_run(out: Path, data_dirs: list[Path]) -> tuple[dict, LabelledImages]:
-    """Fit the temperature, offset and threshold on the run's validation images and write config.json (no gate);
-    returns run.json and those images."""
+    """Fit the temperature, offset, threshold and uncertain band on the validation images of the sources the run
+    trained on and write config.json (no gate); returns run.json and those images."""
     run = json.loads((out / RUN_FILENAME).read_text())
     keras_model = keras.saving.load_model(out / MODEL_FILENAME, compile=False, safe_mode=True)
     normalization = run.get("normalization", DEFAULT_NORMALIZATION)
     uncalibrated = PneumoniaModel(keras_model, ModelConfig(image_size=run["image_size"], normalization=normalization))
-    validation = validation_images(out)
+    validation = trained_sources_validation(out, run)
     val_logits = uncalibrated.logits(np.stack([uncalibrated.preprocess_file(p) for p in validation.paths]))
     temperature, offset, threshold = calibrate(val_logits, validation.labels, validation.sources)
-    write_config(out, run, (temperature, offset), threshold, data_dirs)
+    probabilities = calibrated_probability(val_logits, temperature, offset)
+    band = uncertain_band(probabilities, validation.labels, threshold, validation.sources)
+    write_config(out, run, (temperature, offset), threshold, data_dirs, band)
     return run, validation
+
+
+def trained_sources_validation(out: Path, run: dict) -> LabelledImages:
+    """The run's validation images, without those of a source it held out of training (--holdout-source)."""
+    validation = validation_images(out)
+    held_out = run.get("holdout_source")
+    return subset(validation, np.array(validation.sources) != held_out) if held_out else validation
 
 
 def validation_checks(model: PneumoniaModel, run: dict, validation: LabelledImages) -> dict:

@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--arch", choices=ARCHITECTURES, default="cxr_cnn")
     parser.add_argument("--weights", default=None, help="'imagenet' for Keras applications (needs internet)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a model directory of ours (same architecture and input size) whose weights training "
+                             "starts from: to fine-tune a shipped version with another augmentation")
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -179,6 +182,9 @@ def train(args: argparse.Namespace) -> Path:
     stream_seed = args.seed + worker.index
     with strategy.scope():
         classifier = build_model(args.arch, args.image_size, args.weights)
+        if args.init_from:
+            classifier.set_weights(keras.saving.load_model(args.init_from / MODEL_FILENAME, compile=False,
+                                                           safe_mode=True).get_weights())
         trained = box_supervised_model(classifier) if args.box_weight else classifier
         compile_arguments = loss_and_metrics(args.box_weight, args.label_smoothing)
         trained.compile(optimizer=keras.optimizers.Adam(args.learning_rate), **compile_arguments)
@@ -218,6 +224,8 @@ def train(args: argparse.Namespace) -> Path:
         "box_weight": args.box_weight,
         "label_smoothing": args.label_smoothing,
         "holdout_source": args.holdout_source,
+        "init_from": None if args.init_from is None else json.loads((args.init_from / "config.json").read_text()).get(
+            "version", str(args.init_from)),
         "batch_size": args.batch_size,
         "workers": worker.count,
         "global_batch_size": global_batch_size,
