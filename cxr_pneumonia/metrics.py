@@ -161,3 +161,40 @@ def binary_report(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
             "balanced_ece": bootstrap_interval(labels, probabilities, balanced_ece, rounds=300),
         },
     }
+
+
+def _logit(probabilities: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(clipped / (1 - clipped))
+
+
+def uncertain_report(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
+                     band: tuple[float, float] | None) -> dict:
+    """The share answered UNCERTAIN (inside [low, high)) and the accuracy of the other answers at `threshold`."""
+    labels = np.asarray(labels).astype(bool)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    inside = np.zeros(len(labels), dtype=bool) if band is None else (probabilities >= band[0]) & (
+        probabilities < band[1])
+    correct = (probabilities >= threshold) == labels
+    answered = ~inside
+    return {
+        "uncertain_band": None if band is None else list(band),
+        "n_uncertain": int(inside.sum()),
+        "uncertain_share": float(inside.mean()) if len(labels) else float("nan"),
+        "accuracy_outside_band": float(correct[answered].mean()) if answered.any() else float("nan"),
+        "ci95_accuracy_outside_band": wilson_interval(int(correct[answered].sum()), int(answered.sum())),
+    }
+
+
+def risk_coverage(labels: np.ndarray, probabilities: np.ndarray, threshold: float, points: int = 50
+                  ) -> dict[str, list[float]]:
+    """Error rate of the answers at `threshold` kept when only the most confident share (farthest from the
+    threshold in log-odds) is answered, at `points` coverages from 1/points to 1."""
+    labels = np.asarray(labels).astype(bool)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    order = np.argsort(-np.abs(_logit(probabilities) - _logit(np.array([threshold]))[0]), kind="stable")
+    wrong = ((probabilities >= threshold) != labels)[order]
+    coverages = np.linspace(1 / points, 1.0, points)
+    kept = np.maximum(1, np.round(coverages * len(labels)).astype(int))
+    return {"coverage": [float(c) for c in kept / len(labels)],
+            "risk": [float(wrong[:k].mean()) for k in kept]}

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-from cxr_pneumonia.acquisition import random_acquisition
 from cxr_pneumonia.config import LABELS
 from cxr_pneumonia.explanation_quality import Box, box_mask
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, load_model_input, to_model_input
+from training.acquisition_pool import acquisition_pool
 
 SPLIT_FILENAME = "split.json"
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
@@ -218,52 +217,23 @@ def boxed_image_dataset(images: LabelledImages, image_size: int, normalization: 
     return pairs.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def raw_image_dataset(images: LabelledImages, boxes: dict[str, list[Box]] | None = None) -> tf.data.Dataset:
-    """(decoded image as uint8 (H, W, C) at its own size, label, box weight): C is 1, or 2 with the union of the
-    image's boxes as the second channel (the weight as in boxed_image_dataset). Changes of acquisition are then
-    applied where they happen, before resizing and equalisation (acquisition_inputs)."""
-    channels = 1 if boxes is None else 2
-
-    def load(path: bytes, label: np.float32) -> tuple[np.ndarray, np.float32]:
-        gray = read_image_file(path.decode())
-        planes = [gray]
-        image_boxes = [] if boxes is None else boxes.get(Path(path.decode()).name, [])
-        if boxes is not None:
-            planes.append(box_mask(image_boxes, gray.shape[1], gray.shape[0], gray.shape[1], gray.shape[0]))
-        pixels = np.round(np.stack(planes, axis=-1).astype(np.float32) * 255).astype(np.uint8)
-        return pixels, np.float32(bool(image_boxes) or label == 0)
-
-    def load_tensor(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        pixels, weight = tf.numpy_function(load, [path, label], (tf.uint8, tf.float32))
-        return tf.ensure_shape(pixels, (None, None, channels)), label, tf.ensure_shape(weight, ())
-
-    pairs = tf.data.Dataset.from_tensor_slices((images.paths, images.labels.astype(np.float32)))
-    return pairs.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def acquisition_inputs(dataset: tf.data.Dataset, image_size: int, normalization: str, seed: int) -> tf.data.Dataset:
-    """raw_image_dataset's elements after a random change of acquisition (cxr_pneumonia.acquisition, the
-    element's own seed) and the shared preprocessing: (model input, with the box mask stacked if present, label,
-    weight)."""
-    channels = dataset.element_spec[0].shape[-1]
-
-    def change(pixels: np.ndarray, index: np.int64) -> np.ndarray:
-        rng = np.random.default_rng([seed, int(index)])
-        image = pixels.astype(np.float32) / 255
-        changed = random_acquisition(image[..., 0] if channels == 1 else image, rng)
-        grey = changed if changed.ndim == 2 else changed[..., 0]
-        planes = [to_model_input(grey, image_size, normalization)]
-        if channels > 1:
-            mask = Image.fromarray(changed[..., 1], mode="F").resize((image_size,) * 2, Image.Resampling.BILINEAR)
-            planes.append(np.asarray(mask, dtype=np.float32)[..., np.newaxis])
-        return np.concatenate(planes, axis=-1)
-
-    def change_tensor(index: tf.Tensor, element: tuple) -> tuple:
-        pixels, label, weight = element
-        model_input = tf.numpy_function(change, [pixels, index], tf.float32)
-        return tf.ensure_shape(model_input, (image_size, image_size, channels)), label, weight
-
-    return dataset.enumerate().map(change_tensor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+def pooled_stream(images: LabelledImages, pools: dict[str, np.ndarray], boxes: dict[str, list[Box]],
+                  seed: int) -> tf.data.Dataset:
+    """Every (source, class) group's changed copies from the acquisition pool (training.acquisition_pool), reshuffled
+    each pass and drawn equally often: (model input with the box mask stacked, label, box weight as in
+    boxed_image_dataset)."""
+    groups = []
+    for index, group in enumerate(balance_groups(images)):
+        copies = np.concatenate([pools[path] for path in group.paths])
+        variants = len(copies) // len(group)
+        labels = np.repeat(group.labels.astype(np.float32), variants)
+        known = np.array([bool(boxes.get(Path(path).name)) or label == 0
+                          for path, label in zip(group.paths, group.labels, strict=True)])
+        weights = np.repeat(known.astype(np.float32), variants)
+        dataset = tf.data.Dataset.from_tensor_slices((copies, labels, weights))
+        groups.append(dataset.shuffle(len(labels), seed=seed + index, reshuffle_each_iteration=True))
+    return sample_equally(groups, seed).map(lambda x, y, w: (tf.cast(x, tf.float32) / 255.0, y, w),
+                                            num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def box_targets(augment_geometry, augment_grey_levels, cell_size: int):
@@ -282,6 +252,16 @@ def box_targets(augment_geometry, augment_grey_levels, cell_size: int):
         return image, tf.concat([label[:, tf.newaxis], flat, weight[:, tf.newaxis]], axis=1)
 
     return to_targets
+
+
+def acquisition_pools(images: LabelledImages, image_size: int, normalization: str, boxes: dict[str, list[Box]],
+                      seed: int) -> dict[str, np.ndarray]:
+    """The changed copies of every training image, made (or read from the cache) one source at a time, so that runs
+    training on the same source share them."""
+    pools: dict[str, np.ndarray] = {}
+    for source in images.source_names:
+        pools |= acquisition_pool(images.of_source(source).paths, boxes, image_size, normalization, seed)
+    return pools
 
 
 def balance_groups(images: LabelledImages) -> list[LabelledImages]:
@@ -313,8 +293,8 @@ def training_dataset(
     hospital nor its class mix is a label cue; each group is cached and reshuffled on each pass. With
     `acquisition`, each image first gets a random change of acquisition at its own size (acquisition_inputs)."""
     if acquisition:
-        raw = balanced_stream(images, seed, raw_image_dataset)
-        dataset = acquisition_inputs(raw, image_size, normalization, seed).map(lambda x, y, _: (x, y))
+        pools = acquisition_pools(images, image_size, normalization, {}, seed)
+        dataset = pooled_stream(images, pools, {}, seed).map(lambda x, y, _: (x[..., :1], y))
     else:
         dataset = balanced_stream(images, seed, lambda group: image_dataset(group, image_size, normalization))
     dataset = dataset.batch(batch_size)
@@ -331,8 +311,7 @@ def box_supervised_dataset(images: LabelledImages, image_size: int, batch_size: 
     """training_dataset's balanced, augmented batches with each image's cell targets from its boxes (box_targets);
     with `acquisition`, each image first gets a random change of acquisition at its own size (acquisition_inputs)."""
     if acquisition:
-        dataset = balanced_stream(images, seed, lambda group: raw_image_dataset(group, boxes))
-        dataset = acquisition_inputs(dataset, image_size, normalization, seed)
+        dataset = pooled_stream(images, acquisition_pools(images, image_size, normalization, boxes, seed), boxes, seed)
     else:
         dataset = balanced_stream(images, seed,
                                   lambda group: boxed_image_dataset(group, image_size, normalization, boxes))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_pneumonia.imaging import ImageDecodeError
-from cxr_pneumonia.metrics import binary_report
+from cxr_pneumonia.metrics import binary_report, risk_coverage, uncertain_report
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from training.data import (
     LabelledImages,
@@ -76,6 +76,8 @@ def evaluate_images(model: PneumoniaModel, images: LabelledImages) -> tuple[dict
     and the per-image probabilities."""
     probabilities, refused = predict_and_gate_paths(model, images.paths)
     report = binary_report(images.labels, probabilities, model.config.threshold)
+    report |= uncertain_report(images.labels, probabilities, model.config.threshold, model.config.uncertain_band)
+    report["risk_coverage"] = risk_coverage(images.labels, probabilities, model.config.threshold)
     report["rejected_fraction"] = float(refused.mean()) if len(refused) else 0.0
     report["input_gate"] = model.gate.present
     return report, probabilities
@@ -172,12 +174,20 @@ def format_report(report: dict) -> str:
         low, high = ci[key]
         lines.append(f"{key:12s} {report[key]:.4f}  (95% CI {low:.4f}-{high:.4f})")
     lines.append(f"{'f1':12s} {report['f1']:.4f}")
-    lines.append(f"{'ece':12s} {report['ece']:.4f}")
+    lines.append(f"{'ece':12s} {report['ece']:.4f}  (balanced {report['balanced_ece']:.4f}, 95% CI "
+                 f"{_interval(ci['balanced_ece'])})")
+    if report.get("uncertain_band"):
+        lines.append(f"uncertain    {report['uncertain_share']:.1%} of images; accuracy of the rest "
+                     f"{report['accuracy_outside_band']:.4f}")
     (tn, fp), (fn, tp) = report["confusion_matrix"]["rows_true_cols_predicted"]
     lines.append(f"confusion    true NORMAL: {tn} normal / {fp} pneumonia; "
                  f"true PNEUMONIA: {fn} normal / {tp} pneumonia")
     lines.append(format_rejected(report))
     return "\n".join(lines)
+
+
+def _interval(values: list[float]) -> str:
+    return f"{values[0]:.4f}-{values[1]:.4f}"
 
 
 def format_folder_reports(report: dict) -> str:

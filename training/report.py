@@ -245,6 +245,8 @@ def write_plots(out: Path, model: PneumoniaModel, validation: LabelledImages, te
                                 out / "confusion_matrix.png")
     plots.plot_reliability({name: values for name, values in curves.items() if name.startswith("test")},
                            "test (calibrated)", out / "reliability.png")
+    plots.plot_risk_coverage({f"test {name}": report for name, report in metrics["test_by_source"].items()},
+                             out / "risk_coverage.png")
 
 
 def main(argv: list[str] | None = None) -> None:
