@@ -14,10 +14,10 @@ import tensorflow as tf
 
 from cxr_pneumonia.config import (
     CONFIG_FILENAME,
-    UNCERTAIN,
     LABELS,
     METRICS_FILENAME,
     MODEL_FILENAME,
+    UNCERTAIN,
 )
 from cxr_pneumonia.folding import fold_batch_norms
 from cxr_pneumonia.gate import InputGate, load_gate
@@ -145,6 +145,11 @@ class PneumoniaModel:
     def with_gradcam_layer(self, layer_name: str) -> PneumoniaModel:
         """The same model and gate with Grad-CAM explaining another layer (to compare layers)."""
         return PneumoniaModel(self.keras_model, replace(self.config, gradcam_layer=layer_name), self.metrics, self.gate)
+
+    @property
+    def gradcam_grid(self) -> int:
+        """The side of the grid Grad-CAM's map comes from (the explained layer's feature map)."""
+        return int(self.keras_model.get_layer(self.config.gradcam_layer).output.shape[1])
 
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
         """A decoded grayscale image as the (size, size, 1) model input."""
