@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,7 @@ from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.service import encode_jpeg
 
 THUMBNAIL_SIDE = 192
+UPLOAD_WAIT_SECONDS = 3.0
 
 
 class RawImageUpload(gr.Image):
@@ -61,6 +63,17 @@ def cache_jpeg(pixels: np.ndarray, cache: str | None = None) -> str:
 def thumbnail(path: Path) -> str:
     """A small JPEG of an example image in Gradio's cache, for the examples gallery (kept while the app runs)."""
     return cache_jpeg(to_uint8(display_image(read_image_file(path), THUMBNAIL_SIDE)))
+
+
+def wait_for_file(path: str | Path, seconds: float = UPLOAD_WAIT_SECONDS) -> bool:
+    """True once `path` is a file. Gradio moves an upload into place in a background task after answering the
+    upload, so the event it triggers can start a moment before the file is there."""
+    deadline = time.monotonic() + seconds
+    while not Path(path).is_file():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def is_upload(path: str | Path) -> bool:

@@ -16,7 +16,7 @@ from cxr_pneumonia.explain import METHODS
 from cxr_pneumonia.imaging import ImageDecodeError, read_file_bytes
 from cxr_pneumonia.service import Analysis, PneumoniaService, Prepared, UnknownVersionError
 from ui import render
-from ui.files import cache_jpeg, is_upload, remove_later
+from ui.files import cache_jpeg, is_upload, remove_later, wait_for_file
 from ui.messages import text
 
 log = logging.getLogger("ui")
@@ -58,6 +58,8 @@ class PageHandlers:
         """Run `function` on the model threads (shared with the REST API); user mistakes become UserMistake."""
         try:
             return self.workers.submit(function, *args).result()
+        except UserMistake:
+            raise
         except ImageDecodeError as error:
             raise UserMistake(text("unreadable", reason=str(error))) from None
         except UnknownVersionError as error:
@@ -69,6 +71,8 @@ class PageHandlers:
                      example: FoundExample | None = None) -> Current:
         """Decode, gate, predict and map one file; an upload is removed from disk soon after."""
         def work() -> Current:
+            if not wait_for_file(path):
+                raise UserMistake(text("file_gone"))
             prepared = self.service.prepare_file(path, version or None)
             return Current(prepared, self.service.analyze_prepared(prepared, method, opacity, show_boxes),
                            show_boxes, example)
