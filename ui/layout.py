@@ -49,7 +49,7 @@ def version_picker(service: PneumoniaService) -> gr.Dropdown:
     tags = service.version_tags()
     info = text("version_info") if tags is not None else text("version_info_unlisted", version=served)
     return gr.Dropdown([served, *[tag for tag in tags or () if tag != served]], value=served, label=text("version"),
-                       info=info, elem_id="version")
+                       info=info, elem_id="version", allow_custom_value=True)  # programs may ask any version
 
 
 def build_demo(service: PneumoniaService, workers: Executor, examples: list[FoundExample],
