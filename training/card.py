@@ -208,7 +208,7 @@ def changes_section(metrics: dict) -> str:
     if not previous:
         return ""
     version = previous.get("version") or "previous"
-    lines = [f"## What changed from {version} and why", "", CHANGES_FROM_PREVIOUS, "",
+    lines = [f"## What changed from {version} and why", "", previous.get("what_changed", CHANGES_FROM_PREVIOUS), "",
              "| test split | model | AUC | sensitivity | specificity | accuracy | ECE |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, test in metrics["test_by_source"].items():

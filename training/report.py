@@ -149,7 +149,7 @@ def sources_with_boxes(data_dirs: list[Path]) -> list[Path]:
     return [d for d in data_dirs if (d / BOXES_FILENAME).is_file()]
 
 
-def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None) -> dict:
+def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None, what_changed: str = "") -> dict:
     """Calibrate on validation, fit the input gate, evaluate on val/test per source, write config, metrics,
     plots and card; `previous` is an earlier model directory measured on the same test splits beside it."""
     run, validation = calibrate_run(out, data_dirs)
@@ -164,6 +164,8 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None)
                                                       LOCALIZATION_METHODS)
     if previous:
         metrics["previous_version"] = previous_version_metrics(previous, tests, with_boxes[:1])
+        if what_changed:
+            metrics["previous_version"]["what_changed"] = what_changed
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
     write_plots(out, model, validation, tests, metrics)
     write_card(out)
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, required=True, help="a training run directory")
     parser.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA_DIR], help="the run's data sources")
     parser.add_argument("--previous", type=Path, help="an earlier model directory to measure beside this one")
+    parser.add_argument("--what-changed", default="", help="what changed from --previous and why, for the card")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--measure-only", action="store_true",
                       help="only measure validation and test again (after refitting the gate) and rewrite the card")
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.validation_only:
         validation_only_report(args.model, args.data)
     else:
-        write_report(args.model, args.data, args.previous)
+        write_report(args.model, args.data, args.previous, args.what_changed)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,16 @@ def format_row(entry: dict) -> str:
             f"balanced ECE {entry['balanced_ece']:.3f}  refused {entry['refused']:.1%}")
 
 
+def store(metrics_path: Path, within: list[str], key: str, result: dict) -> None:
+    """Put `result` into a metrics.json at `key`, inside the nested blocks `within`."""
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    block = metrics
+    for name in within:
+        block = block.setdefault(name, {})
+    block[key] = result
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a model directory (or a calibrated run)")
@@ -130,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the table and its worst cases here")
     parser.add_argument("--write-metrics", action="store_true",
                         help="also store them in the model's metrics.json as robustness_<split> (for the card)")
+    parser.add_argument("--as-previous-of", type=Path,
+                        help="a newer model directory whose card shows this model beside it: store them in its "
+                             "metrics.json under previous_version")
     args = parser.parse_args(argv)
     model = load_model_dir(args.model)
     rows = run_suite(model, suite_images(args.model, args.data, args.split), args.changes, args.severities)
@@ -139,10 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.write_metrics:
-        metrics_path = args.model / METRICS_FILENAME
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        metrics[f"robustness_{args.split}"] = result
-        metrics_path.write_text(json.dumps(metrics, indent=2))
+        store(args.model / METRICS_FILENAME, [], f"robustness_{args.split}", result)
+    if args.as_previous_of:
+        store(args.as_previous_of / METRICS_FILENAME, ["previous_version"], f"robustness_{args.split}", result)
     print(json.dumps(result["worst"], indent=1))
 
 
