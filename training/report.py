@@ -149,11 +149,20 @@ def sources_with_boxes(data_dirs: list[Path]) -> list[Path]:
     return [d for d in data_dirs if (d / BOXES_FILENAME).is_file()]
 
 
-def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None, what_changed: str = "") -> dict:
-    """Calibrate on validation, fit the input gate, evaluate on val/test per source, write config, metrics,
-    plots and card; `previous` is an earlier model directory measured on the same test splits beside it."""
+def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None, what_changed: str = "",
+                 keep_gate: bool = False) -> dict:
+    """Calibrate on validation, fit the input gate (or keep the one already fitted), evaluate on val/test per
+    source, write config, metrics, plots and card; `previous` is an earlier model directory measured on the same
+    test splits beside it."""
+    fitted_gate = json.loads((out / CONFIG_FILENAME).read_text()).get("gate") if keep_gate else None
+    if keep_gate and not fitted_gate:
+        raise ValueError(f"--keep-gate: {out} has no fitted gate; run python -m training.gate --model {out} first")
     run, validation = calibrate_run(out, data_dirs)
-    fit_gate(out, data_dirs)
+    if fitted_gate:
+        config = json.loads((out / CONFIG_FILENAME).read_text()) | {"gate": fitted_gate}
+        (out / CONFIG_FILENAME).write_text(json.dumps(config, indent=2))
+    else:
+        fit_gate(out, data_dirs)
     model = load_model_dir(out)
 
     tests = concatenate([test_images(d) for d in data_dirs])
@@ -257,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA_DIR], help="the run's data sources")
     parser.add_argument("--previous", type=Path, help="an earlier model directory to measure beside this one")
     parser.add_argument("--what-changed", default="", help="what changed from --previous and why, for the card")
+    parser.add_argument("--keep-gate", action="store_true",
+                        help="keep the input gate already fitted by python -m training.gate (same weights)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--measure-only", action="store_true",
                       help="only measure validation and test again (after refitting the gate) and rewrite the card")
@@ -268,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.validation_only:
         validation_only_report(args.model, args.data)
     else:
-        write_report(args.model, args.data, args.previous, args.what_changed)
+        write_report(args.model, args.data, args.previous, args.what_changed, args.keep_gate)
 
 
 if __name__ == "__main__":
