@@ -115,3 +115,28 @@ def model_copy_with_test_auc(source: Path, target: Path, auc: float) -> Path:
     (target / "metrics.json").write_text(json.dumps(metrics))
     write_card(target)
     return target
+
+
+def bundled_config():
+    """The bundled model's config (its version, threshold, band and stated prevalence), read as the app reads it."""
+    import json
+
+    from cxr_pneumonia.config import BUNDLED_MODEL_DIR, CONFIG_FILENAME
+    from cxr_pneumonia.model import ModelConfig
+
+    return ModelConfig.from_json(json.loads((BUNDLED_MODEL_DIR / CONFIG_FILENAME).read_text()))
+
+
+BUNDLED = bundled_config()
+
+
+def expected_at_prevalence(result: dict, prevalence: float) -> float | None:
+    """What an analysis's probability at `prevalence` must be for the bundled model (None if it states none)."""
+    import pytest
+
+    from cxr_pneumonia.model import probability_at_prevalence
+
+    if BUNDLED.calibrated_prevalence is None:
+        return None
+    return pytest.approx(probability_at_prevalence(result["pneumonia_probability"], prevalence,
+                                                   BUNDLED.calibrated_prevalence))

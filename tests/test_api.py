@@ -23,7 +23,9 @@ from PIL import Image
 
 from cxr_pneumonia.config import DEFAULT_DATA_DIR, MAX_FILE_BYTES, MAX_REQUEST_BYTES
 from cxr_pneumonia.explain import METHODS
+from cxr_pneumonia.model import answer
 from cxr_pneumonia.rest import create_rest_api
+from tests.conftest import BUNDLED, expected_at_prevalence
 from tests.test_app import app_with_unreachable_hub, closed_port
 from tests.test_imaging import png_header_only
 
@@ -281,8 +283,9 @@ def test_the_ui_and_the_api_share_the_model_workers(app, url, monkeypatch):
 def test_prevalence_in_json_parameters_and_the_three_way_answer(rest_client):
     body = {"inputs": base64.b64encode(NORMAL_IMAGE.read_bytes()).decode(), "parameters": {"prevalence": 0.3}}
     result = rest_client.post("/v1/explain", json=body).raise_for_status().json()
-    assert result["prevalence"] == 0.3 and result["answer"] == result["label"]  # v2.1.0: no band
-    assert result["pneumonia_probability_at_prevalence"] is None  # v2.1.0 states no calibrated prevalence
+    assert result["prevalence"] == 0.3
+    assert result["answer"] == answer(result["pneumonia_probability"], BUNDLED.threshold, BUNDLED.uncertain_band)
+    assert result["pneumonia_probability_at_prevalence"] == expected_at_prevalence(result, 0.3)
     refused = rest_client.post("/v1/classify", json={**body, "parameters": {"prevalence": 1.5}})
     assert refused.status_code == 400 and "strictly between 0 and 1" in refused.json()["error"]
 
@@ -297,8 +300,8 @@ def test_a_version_that_cannot_be_served_is_404_never_another_model(rest_client,
         error = response.json()
         assert "available" in error and error["available"] is None
         assert "cannot be served" in error["error"] and "cannot be fetched" in error["error"]
-    served = rest_client.get("/v1/model", params={"version": "v2.1.0"}).raise_for_status().json()
-    assert served["version"] == "v2.1.0"
+    served = rest_client.get("/v1/model", params={"version": BUNDLED.extra["version"]}).raise_for_status().json()
+    assert served["version"] == BUNDLED.extra["version"]
 
 
 def test_an_unknown_version_lists_the_available_ones(hub, tiny_model_dir, tmp_path):

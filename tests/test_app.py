@@ -24,7 +24,8 @@ from PIL import Image
 
 from cxr_pneumonia.config import DATA_ROOT
 from cxr_pneumonia.explain import METHODS
-from cxr_pneumonia.model import probability_at_prevalence
+from cxr_pneumonia.model import answer, probability_at_prevalence
+from tests.conftest import BUNDLED, expected_at_prevalence
 from tests.dicom_files import dicom
 from ui import render
 from ui.files import THUMBNAIL_SIDE, cache_jpeg
@@ -86,7 +87,8 @@ def test_predict_returns_probabilities_and_heatmap(client, data_dir):
     assert sum(confidences.values()) == pytest.approx(1.0)
     assert result["pneumonia_probability"] == pytest.approx(confidences["PNEUMONIA"])
     assert result["gate_passed"] and result["label"] in confidences
-    assert "not a diagnosis" in decision and result["answer"] == result["label"]  # v2.1.0 has no uncertain band
+    assert "not a diagnosis" in decision
+    assert result["answer"] == answer(result["pneumonia_probability"], BUNDLED.threshold, BUNDLED.uncertain_band)
     heat = np.asarray(Image.open(heatmap))
     assert heat.ndim == 3 and heat.shape[:2] == np.asarray(Image.open(original)).shape[:2]
     assert "bundled" in panel
@@ -281,7 +283,7 @@ def test_an_unknown_version_is_a_clear_error_never_another_model(client):
     with pytest.raises(AppError, match="cannot be served"):
         client.predict(handle_file(str(DATA_ROOT / "chest_xray" / "test" / "NORMAL" / "IM-0001-0001.jpg")), None,
                        0.4, "v1.0.0", False, api_name="/compare")
-    label, *_ = predict_version(client, "v2.1.0")  # the served model, by its name
+    label, *_ = predict_version(client, BUNDLED.extra["version"])  # the served model, by its name
     assert len(label["confidences"]) == 2
 
 
@@ -300,7 +302,7 @@ def test_predict_takes_the_prevalence_last_and_refuses_one_outside_0_1(client, d
     image = handle_file(str(data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg"))
     *_, result = client.predict(image, None, "Grad-CAM", 0.4, "", False, 0.05, api_name="/predict")
     assert result["prevalence"] == 0.05 and result["answer"] in ("NORMAL", "PNEUMONIA")
-    assert result["pneumonia_probability_at_prevalence"] is None  # v2.1.0 states no calibrated prevalence
+    assert result["pneumonia_probability_at_prevalence"] == expected_at_prevalence(result, 0.05)
     for bad in (0, 1):
         with pytest.raises(AppError, match=r"prevalence|(less|greater) than (minimum|maximum) value"):
             client.predict(image, None, "Grad-CAM", 0.4, "", False, bad, api_name="/predict")
@@ -308,7 +310,7 @@ def test_predict_takes_the_prevalence_last_and_refuses_one_outside_0_1(client, d
 
 def test_the_version_picker_and_the_panel_name_the_served_version_and_every_source(app):
     picker = next(block for block in app.demo.blocks.values() if getattr(block, "elem_id", None) == "version")
-    assert picker.value == "v2.1.0" and "cannot be listed" in picker.info
+    assert picker.value == BUNDLED.extra["version"] and "cannot be listed" in picker.info
     panel = render.model_markdown(app.service.default.info())
     assert "children" in panel and "adults" in panel and panel.count("accuracy") == 2
     note = render.student_note(app.service.default.info())
