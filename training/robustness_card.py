@@ -4,6 +4,7 @@ stand-in hospitals, each with the previous version beside this one where it was 
 from __future__ import annotations
 
 from cxr_pneumonia.acquisition import CHANGES, HELD_OUT_CHANGES
+from training.augment import RAW_ACQUISITION_PRESETS
 
 PREVALENCE_SENTENCE = ("The probability is calibrated for a 50 % prevalence: within each source the two classes "
                        "weigh the same, and the sources weigh the same. Where pneumonia is rarer (screening) or "
@@ -31,11 +32,15 @@ def robustness_section(metrics: dict, source_label) -> str:
     version = metrics.get("previous_version", {}).get("version") or "previous"
     before, after = _rows_by_key(previous), _rows_by_key(current)
     heading = f"{version} / this version" if previous else "this version"
+    augment = metrics.get("training", {}).get("augment")
+    trained_on_changes = augment in RAW_ACQUISITION_PRESETS
+    kept_out = (f"Kept out of training: {', '.join(HELD_OUT_CHANGES).replace('_', ' ')}, and severity 3 of every "
+                "change." if trained_on_changes else
+                f"This model was trained without these changes (augmentation `{augment}`): every row is unseen.")
     lines = ["## Robustness to another site's look (the robustness suite, test splits)", "",
              "Each test X-ray changed before preprocessing, as a file from another site, device or phone would "
              "arrive (`python -m training.robustness`, seeded; cxr_pneumonia.acquisition defines each change). "
-             f"Kept out of training: {', '.join(HELD_OUT_CHANGES).replace('_', ' ')}, and severity 3 of every "
-             "change. Metrics count every image, refused or not, at the shipped threshold; *refused* is the "
+             f"{kept_out} Metrics count every image, refused or not, at the shipped threshold; *refused* is the "
              f"input gate's share. Each cell: {heading}.", ""]
     sources = list(dict.fromkeys(key[2] for key in after))
     for source in sources:
@@ -48,7 +53,8 @@ def robustness_section(metrics: dict, source_label) -> str:
                 if row is None:
                     continue
                 old = before.get((change, severity, source))
-                name = change.replace("_", " ") + (" (not trained on)" if change in HELD_OUT_CHANGES else "")
+                unseen = trained_on_changes and change in HELD_OUT_CHANGES
+                name = change.replace("_", " ") + (" (not trained on)" if unseen else "")
                 lines.append(f"| {name} | {severity} | {_pair(old, row, 'auc')} | {_pair(old, row, 'sensitivity')} "
                              f"| {_pair(old, row, 'specificity')} | {_pair(old, row, 'balanced_ece')} "
                              f"| {_pair(old, row, 'refused', percent=True)} |")
