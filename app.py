@@ -49,7 +49,8 @@ def create_server(host: str = "0.0.0.0", port: int = 7860) -> FastAPI:
     api = create_rest_api(service, model_workers, CORS_ORIGINS, max_in_flight=CONCURRENCY_LIMIT + MAX_QUEUE_SIZE)
     server.mount(API_PREFIX, api)
     return gr.mount_gradio_app(server, demo, path="/", server_name=host, server_port=port,
-                               allowed_paths=[str(item.path.parent) for item in examples], show_error=True, css=CSS)
+                               allowed_paths=[str(item.path.parent) for item in examples], show_error=True, css=CSS,
+                               i18n=demo.page_i18n)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class ModelLocation:
     revision: str
     commit: str | None = None
     fallback_reason: str | None = None
+    fallback_code: str | None = None  # the reason's stable name: offline, timeout, corrupt or unreachable
 
 
 @dataclass(frozen=True)
@@ -138,25 +139,28 @@ def configure_hub_timeouts(seconds: float = HUB_TIMEOUT_SECONDS) -> None:
     set_client_factory(client_with_timeout)
 
 
-def bundled_model(settings: HubSettings, reason: str) -> ModelLocation:
-    """The model committed in this repository, with the reason the Hub copy was not used."""
-    return ModelLocation(BUNDLED_MODEL_DIR, "bundled", settings.repo_id, "bundled", fallback_reason=reason)
+def bundled_model(settings: HubSettings, reason: str, code: str) -> ModelLocation:
+    """The model committed in this repository, with the reason the Hub copy was not used (in words, and its code)."""
+    return ModelLocation(BUNDLED_MODEL_DIR, "bundled", settings.repo_id, "bundled", fallback_reason=reason,
+                         fallback_code=code)
 
 
 def resolve_model(settings: HubSettings, revision: str | None = None) -> ModelLocation:
     """The requested Hub revision, or the bundled model when the Hub is off or out of reach."""
     if settings.offline:
-        return bundled_model(settings, "HF_HUB_OFFLINE is set")
+        return bundled_model(settings, "HF_HUB_OFFLINE is set", "offline")
     try:
         return _within_deadline(lambda: download_model(settings, revision), settings.deadline)
     except FutureTimeoutError:
         # The download goes on in the background and fills the cache for a later attempt.
-        return bundled_model(settings, f"the Hub did not deliver the model within {settings.deadline:g} s")
+        return bundled_model(settings, f"the Hub did not deliver the model within {settings.deadline:g} s",
+                             "timeout")
     except HUB_ERRORS as error:
         log.warning("Hub model %s@%s unavailable: %s", settings.repo_id, revision or settings.revision, error)
         if isinstance(error, CorruptDownloadError):
-            return bundled_model(settings, f"the download was corrupt ({error})")
-        return bundled_model(settings, f"the Hub could not be reached or refused the request ({type(error).__name__})")
+            return bundled_model(settings, f"the download was corrupt ({error})", "corrupt")
+        return bundled_model(settings, f"the Hub could not be reached or refused the request ({type(error).__name__})",
+                             "unreachable")
 
 
 def _within_deadline(task: Callable[[], ModelLocation], seconds: float) -> ModelLocation:

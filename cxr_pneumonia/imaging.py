@@ -55,14 +55,18 @@ _SNIFF_BYTES = 1024
 # Text taken from the upload (file name, DICOM codes) is shown only in these characters.
 _UNSAFE_TEXT = re.compile(r"[^\w .,()\-]")
 # Lower-cased starts of common files that are not images, for a more helpful refusal.
+# Each has a stable code (for translations) and the words of the English message.
 _NON_IMAGE_SIGNATURES = (
-    (b"%pdf", "a PDF document"),
-    (b"pk\x03\x04", "a ZIP archive"),
-    (b"\x1f\x8b", "a compressed (gzip) archive"),
-    (b"<!doctype html", "a web page"),
-    (b"<html", "a web page"),
-    (b"<?xml", "an XML document"),
+    (b"%pdf", "pdf"),
+    (b"pk\x03\x04", "zip"),
+    (b"\x1f\x8b", "gzip"),
+    (b"<!doctype html", "web_page"),
+    (b"<html", "web_page"),
+    (b"<?xml", "xml"),
 )
+NON_IMAGE_KINDS = {"pdf": "a PDF document", "zip": "a ZIP archive", "gzip": "a compressed (gzip) archive",
+                   "web_page": "a web page", "xml": "an XML document", "svg": "an SVG drawing",
+                   "heif": "an HEIC or AVIF photo", "text": "a text file"}
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif"})
 
 Image.init()  # register every plugin, so that Image.open(formats=PILLOW_FORMATS) finds them
@@ -71,7 +75,13 @@ _DECODE_POOL = ThreadPoolExecutor(max_workers=DECODE_WORKERS, thread_name_prefix
 
 
 class ImageDecodeError(ValueError):
-    """An input that cannot be read as an image; the message is meant for the user."""
+    """An input that cannot be read as an image; the message is meant for the user (in English). `code` names the
+    reason stably and `values` holds its numbers, so that a page can say it in another language."""
+
+    def __init__(self, message: str, code: str = "damaged", **values: object):
+        super().__init__(message)
+        self.code = code
+        self.values = values
 
 
 class UnsupportedImageError(ImageDecodeError):
@@ -86,13 +96,13 @@ def read_file_bytes(path: str | Path) -> bytes:
     """The bytes of the file at `path`; ImageDecodeError if it is missing, unreadable or over MAX_FILE_BYTES."""
     path = Path(path)
     if not path.is_file():
-        raise ImageDecodeError(f"File not found: {path.name}")
+        raise ImageDecodeError(f"File not found: {path.name}", "not_found")
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise ImageTooLargeError(_too_large_message(path.stat().st_size))
+        raise _too_large_error(path.stat().st_size)
     try:
         return path.read_bytes()
     except OSError as error:
-        raise ImageDecodeError(f"The file '{path.name}' could not be opened.") from error
+        raise ImageDecodeError(f"The file '{path.name}' could not be opened.", "unopenable") from error
 
 
 def read_image_file(path: str | Path, timeout: float | None = None) -> np.ndarray:
@@ -118,7 +128,7 @@ def decode_image_with_timeout(
         future.cancel()
         raise ImageTooLargeError(
             f"Reading the image took longer than {seconds:g} seconds, so it was stopped. "
-            "Please upload a smaller JPEG or PNG."
+            "Please upload a smaller JPEG or PNG.", "too_slow", seconds=seconds
         ) from None
 
 
@@ -130,13 +140,14 @@ def decode_image(data: bytes, filename: str | None = None) -> np.ndarray:
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageTooLargeError(f"The image has over {MAX_PIXELS:,} pixels.") from error
+        raise ImageTooLargeError(f"The image has over {MAX_PIXELS:,} pixels.", "too_many_pixels",
+                                 limit=MAX_PIXELS) from error
     except MemoryError as error:
-        raise ImageTooLargeError("The image is too large to decode on this server.") from error
+        raise ImageTooLargeError("The image is too large to decode on this server.", "out_of_memory") from error
     except Exception as error:  # hostile bytes can make the decoders fail any way
         raise ImageDecodeError(_damaged_message(filename)) from error
     if gray.max() == gray.min():
-        raise ImageDecodeError("The image is blank: every pixel has the same value.")
+        raise ImageDecodeError("The image is blank: every pixel has the same value.", "blank")
     return gray
 
 
@@ -162,7 +173,7 @@ def _decode_pixels(data: bytes, filename: str | None) -> np.ndarray:
     except UnidentifiedImageError:
         if filename and filename.lower().endswith(DICOM_SUFFIXES):
             return _decode_dicom(data, filename)
-        raise UnsupportedImageError(_unrecognised_message(data, filename)) from None
+        raise _unrecognised_error(data, filename) from None
     with image:
         _check_dimensions(*image.size)
         image.load()
@@ -179,15 +190,15 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 def _decode_dicom(data: bytes, filename: str | None) -> np.ndarray:
     """Decode a DICOM file's first frame through its modality LUT and VOI LUT or window."""
     if _DEFLATED_SYNTAX_BYTES in data:
-        raise UnsupportedImageError(_undecodable_dicom_message(DeflatedExplicitVRLittleEndian))
+        raise _undecodable_dicom_error(DeflatedExplicitVRLittleEndian)
     dataset = pydicom.dcmread(io.BytesIO(data), force=True)
     if not any(keyword in dataset for keyword in _DICOM_PIXEL_KEYWORDS):
         if _has_dicom_magic(data):
             raise UnsupportedImageError(
                 f"{_the_file(filename)} is a DICOM file without an image (no pixel data); "
-                "it may be a report or an index. Please upload the X-ray image itself."
+                "it may be a report or an index. Please upload the X-ray image itself.", "dicom_without_image"
             )
-        raise UnsupportedImageError(_unrecognised_message(data, filename))
+        raise _unrecognised_error(data, filename)
     _set_missing_transfer_syntax(dataset)
     _check_dimensions(int(dataset.Columns), int(dataset.Rows))
     _check_dicom_photometric(dataset)
@@ -235,7 +246,8 @@ def _check_dicom_photometric(dataset: Dataset) -> None:
         return
     raise UnsupportedImageError(
         f"This DICOM file stores its pixels as '{_safe_text(photometric)}', which this app "
-        "cannot display. Please export the X-ray as grayscale (MONOCHROME) DICOM, PNG or JPEG."
+        "cannot display. Please export the X-ray as grayscale (MONOCHROME) DICOM, PNG or JPEG.",
+        "dicom_colour_layout", layout=_safe_text(photometric)
     )
 
 
@@ -246,14 +258,14 @@ def _check_dicom_decoder(syntax: UID) -> None:
     except NotImplementedError:
         available = False
     if not available:
-        raise UnsupportedImageError(_undecodable_dicom_message(syntax))
+        raise _undecodable_dicom_error(syntax)
 
 
 def _stretch_to_unit(values: np.ndarray) -> np.ndarray:
     """Map finite values linearly onto [0, 1] by their min and max; a constant maps to 0."""
     values = np.array(values, dtype=np.float64)  # a copy, scaled in place below
     if not np.isfinite(values).all():
-        raise ImageDecodeError("The image has invalid pixel values (not-a-number or infinite).")
+        raise ImageDecodeError("The image has invalid pixel values (not-a-number or infinite).", "invalid_pixels")
     values *= 0.5  # so that the span of extreme float pixels cannot overflow to infinity
     low, high = values.min(), values.max()
     if high == low:
@@ -266,21 +278,23 @@ def _stretch_to_unit(values: np.ndarray) -> np.ndarray:
 def check_file_size(size_bytes: int) -> None:
     """Refuse an empty file, or one over the byte limit, before reading it whole."""
     if size_bytes == 0:
-        raise ImageDecodeError("The file is empty.")
+        raise ImageDecodeError("The file is empty.", "empty")
     if size_bytes > MAX_FILE_BYTES:
-        raise ImageTooLargeError(_too_large_message(size_bytes))
+        raise _too_large_error(size_bytes)
 
 
 def _check_dimensions(width: int, height: int) -> None:
     """Refuse too many or too few pixels from the header, before any pixel is decoded."""
     if width * height > MAX_PIXELS:
         raise ImageTooLargeError(
-            f"The image is {width}x{height} pixels, over the limit of {MAX_PIXELS:,} pixels."
+            f"The image is {width}x{height} pixels, over the limit of {MAX_PIXELS:,} pixels.", "too_many_pixels",
+            limit=MAX_PIXELS
         )
     if min(width, height) < MIN_SIDE_PIXELS:
         raise ImageDecodeError(
             f"The image is {width}x{height} pixels: too small to read; "
-            f"each side needs at least {MIN_SIDE_PIXELS} pixels."
+            f"each side needs at least {MIN_SIDE_PIXELS} pixels.", "too_small", width=width, height=height,
+            minimum=MIN_SIDE_PIXELS
         )
 
 
@@ -289,30 +303,33 @@ def _has_dicom_magic(data: bytes) -> bool:
 
 
 def _describe_non_image(data: bytes) -> str | None:
-    """Name a common kind of file that is not an image (PDF, ZIP, web page...), if it is one."""
+    """The code (a key of NON_IMAGE_KINDS) of a common kind of file that is not an image, if it is one."""
     head = data[:_SNIFF_BYTES].lstrip().lower()
     if b"<svg" in head:
-        return "an SVG drawing"
-    for signature, description in _NON_IMAGE_SIGNATURES:
+        return "svg"
+    for signature, code in _NON_IMAGE_SIGNATURES:
         if head.startswith(signature):
-            return description
+            return code
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "an HEIC or AVIF photo"
+        return "heif"
     if all(32 <= byte < 127 or byte in b"\t\n\r" for byte in data[:_SNIFF_BYTES]):
-        return "a text file"
+        return "text"
     return None
 
 
-def _unrecognised_message(data: bytes, filename: str | None) -> str:
+def _unrecognised_error(data: bytes, filename: str | None) -> UnsupportedImageError:
     kind = _describe_non_image(data)
-    found = f"is {kind}, not an image" if kind else "is not in an image format this app can read"
-    return f"{_the_file(filename)} {found}. Please upload the X-ray as a {SUPPORTED_FORMATS} file."
+    found = f"is {NON_IMAGE_KINDS[kind]}, not an image" if kind else "is not in an image format this app can read"
+    message = f"{_the_file(filename)} {found}. Please upload the X-ray as a {SUPPORTED_FORMATS} file."
+    return UnsupportedImageError(message, "not_an_image", kind=kind) if kind else \
+        UnsupportedImageError(message, "unknown_format")
 
 
-def _undecodable_dicom_message(syntax: UID) -> str:
-    return (
+def _undecodable_dicom_error(syntax: UID) -> UnsupportedImageError:
+    return UnsupportedImageError(
         "This DICOM file is compressed in a way this app cannot decode "
-        f"({_safe_text(syntax.name)}). Please export it uncompressed, or as PNG or JPEG."
+        f"({_safe_text(syntax.name)}). Please export it uncompressed, or as PNG or JPEG.",
+        "dicom_compressed", compression=_safe_text(syntax.name)
     )
 
 
@@ -332,7 +349,7 @@ def _safe_text(text: str) -> str:
     return _UNSAFE_TEXT.sub("", text)[:80]
 
 
-def _too_large_message(size_bytes: int) -> str:
-    return (
-        f"The file is {size_bytes / 1e6:.1f} MB, over the limit of {MAX_FILE_BYTES / 1e6:.0f} MB."
-    )
+def _too_large_error(size_bytes: int) -> ImageTooLargeError:
+    megabytes, limit = size_bytes / 1e6, MAX_FILE_BYTES / 1e6
+    return ImageTooLargeError(f"The file is {megabytes:.1f} MB, over the limit of {limit:.0f} MB.", "too_many_bytes",
+                              megabytes=megabytes, limit=limit)

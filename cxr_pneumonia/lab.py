@@ -60,21 +60,27 @@ def faithfulness(model: PneumoniaModel, model_input: np.ndarray, label: str,
             for method, heatmap in maps.items()}
 
 
-def curves_figure(curves: Mapping[str, PerturbationCurves], label: str) -> Figure:
+# The figure's words; a page in another language passes its own (same keys, same {label} field).
+CURVE_TEXTS = {"deletion": "Deletion: top pixels blurred first (low AUC is good)",
+               "insertion": "Insertion: top pixels restored first (high AUC is good)",
+               "probability": "probability of {label}", "share": "share of pixels changed"}
+
+
+def curves_figure(curves: Mapping[str, PerturbationCurves], label: str,
+                  texts: Mapping[str, str] = CURVE_TEXTS) -> Figure:
     """Deletion above insertion for every method, the area under each in the legend; stacked and in large type
-    so that the figure stays readable when a phone shrinks it to its width."""
+    so that the figure stays readable when a phone shrinks it to its width. `texts` are its words."""
     figure = Figure(figsize=(6, 7), layout="constrained")  # no pyplot: safe in the server's threads
     deletion, insertion = figure.subplots(2, 1, sharex=True)
     for method, curve in curves.items():
         deletion.plot(curve.fractions, curve.deletion, label=f"{method} (AUC {curve.deletion_auc:.2f})")
         insertion.plot(curve.fractions, curve.insertion, label=f"{method} (AUC {curve.insertion_auc:.2f})")
-    for axes, title in ((deletion, "Deletion: top pixels blurred first (low AUC is good)"),
-                        (insertion, "Insertion: top pixels restored first (high AUC is good)")):
+    for axes, title in ((deletion, texts["deletion"]), (insertion, texts["insertion"])):
         axes.set_title(title, fontsize=12)
-        axes.set_ylabel(f"probability of {label}", fontsize=11)
+        axes.set_ylabel(texts["probability"].format(label=label), fontsize=11)
         axes.set_ylim(-0.02, 1.02)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=10)
         axes.tick_params(labelsize=10)
-    insertion.set_xlabel("share of pixels changed", fontsize=11)
+    insertion.set_xlabel(texts["share"], fontsize=11)
     return figure

@@ -73,6 +73,7 @@ class LoadedModel:
             "version": self.version,
             "source": self.location.source,
             "fallback_reason": self.location.fallback_reason,
+            "fallback_code": self.location.fallback_code,
             "architecture": self.model.config.extra.get("architecture"),
             "image_size": self.model.config.image_size,
             "threshold": self.model.config.threshold,

@@ -3,6 +3,7 @@ thumbnails and the explanation lab."""
 
 import importlib
 import json
+import logging
 import shutil
 import socket
 import sys
@@ -30,6 +31,7 @@ from tests.dicom_files import dicom
 from ui import render
 from ui.files import THUMBNAIL_SIDE, cache_jpeg
 from ui.handlers import PageHandlers
+from ui.messages import text
 
 
 def closed_port() -> int:
@@ -69,7 +71,7 @@ def app():
 def client(app):
     """The app launched on 127.0.0.1."""
     _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=closed_port(),
-                                allowed_paths=[str(DATA_ROOT)], quiet=True)
+                                allowed_paths=[str(DATA_ROOT)], quiet=True, i18n=app.demo.page_i18n)
     yield Client(url, verbose=False)
     app.demo.close()
 
@@ -298,6 +300,30 @@ def test_two_images_at_once_are_refused(client, data_dir):
         predict(client, image, image)
 
 
+def test_user_mistakes_are_one_log_line_each_never_a_traceback(client, data_dir, tmp_path, capfd, caplog):
+    """A bad upload, an unknown version, a prevalence of 0 or 1, two images at once: the caller gets a clear error,
+    the server's log one line naming the mistake (never the file's name) and no traceback."""
+    image = data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg"
+    notes = tmp_path / "patient-0815-notes.png"
+    notes.write_bytes(b"these are my notes, not an image")
+    on_predict = lambda prevalence: client.predict(handle_file(str(image)), None, "Grad-CAM", 0.4, "", False,  # noqa: E731
+                                                   prevalence, api_name="/predict")
+    mistakes = [("unreadable (not_an_image)", "a text file", lambda: predict(client, upload=notes)),
+                ("unknown version", "cannot be served", lambda: predict_version(client, "does-not-exist")),
+                ("prevalence out of range", "strictly between 0 and 1", lambda: on_predict(0)),
+                ("prevalence out of range", "strictly between 0 and 1", lambda: on_predict(1)),
+                ("two_images", "Two images", lambda: predict(client, image, image))]
+    caplog.set_level(logging.INFO, logger="ui")
+    for code, message, call in mistakes:
+        caplog.clear()
+        capfd.readouterr()
+        with pytest.raises(AppError, match=message):
+            call()
+        assert [record.getMessage() for record in caplog.records if record.name == "ui"] == [f"user mistake: {code}"]
+        out, err = capfd.readouterr()
+        assert "Traceback" not in out + err and "patient-0815" not in out + err, (code, out + err)
+
+
 def test_predict_takes_the_prevalence_last_and_refuses_one_outside_0_1(client, data_dir):
     image = handle_file(str(data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg"))
     *_, result = client.predict(image, None, "Grad-CAM", 0.4, "", False, 0.05, api_name="/predict")
@@ -310,10 +336,11 @@ def test_predict_takes_the_prevalence_last_and_refuses_one_outside_0_1(client, d
 
 def test_the_version_picker_and_the_panel_name_the_served_version_and_every_source(app):
     picker = next(block for block in app.demo.blocks.values() if getattr(block, "elem_id", None) == "version")
-    assert picker.value == BUNDLED.extra["version"] and "cannot be listed" in picker.info
-    panel = render.model_markdown(app.service.default.info())
+    english = app.demo.page_i18n.translations_dict["en"]
+    assert picker.value == BUNDLED.extra["version"] and "cannot be listed" in english[picker.info.key]
+    panel = render.model_markdown(app.service.default.info(), "en")
     assert "children" in panel and "adults" in panel and panel.count("accuracy") == 2
-    note = render.student_note(app.service.default.info())
+    note = text("student_note", "en", **render.student_note(app.service.default.info()))
     assert f"{app.service.default.model.gradcam_grid}x{app.service.default.model.gradcam_grid} grid" in note
     assert "8x8" not in note
 

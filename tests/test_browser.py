@@ -127,6 +127,12 @@ def test_the_answer_is_for_the_image_on_screen_not_a_file_left_in_the_other_inpu
     expect(desktop.locator("#decision")).to_contain_text(ANSWERED, timeout=UI_MS)
 
 
+def test_a_refusal_is_in_view_after_the_upload(page: Page) -> None:
+    upload(page, KNEE)
+    expect(page.locator("#decision")).to_contain_text("upload a frontal", timeout=UI_MS)
+    expect(page.locator("#decision")).to_be_in_viewport(ratio=1, timeout=ANSWER_MS)
+
+
 def test_a_refusal_is_one_plain_sentence_with_the_scores_in_closed_details(desktop: Page) -> None:
     upload(desktop, KNEE)
     decision = desktop.locator("#decision")
@@ -149,6 +155,21 @@ def test_an_unreadable_upload_clears_the_result_and_leaves_no_error_badge(deskto
     expect(desktop.locator("#probabilities")).not_to_contain_text("PNEUMONIA")
     expect(desktop.locator(".error")).to_have_count(0)
     expect(desktop.locator("body")).not_to_contain_text("Traceback")
+
+
+def test_after_an_adult_example_no_child_thumbnail_is_or_looks_selected(desktop: Page) -> None:
+    """The page scrolls to the answer, leaving the mouse over a child thumbnail: it must not look selected."""
+    desktop.locator("#examples-adult .thumbnail-item").nth(3).click()
+    expect(desktop.locator("#reference")).to_contain_text("PNEUMONIA, RSNA test split", timeout=UI_MS)
+    expect(desktop.locator("#examples-child .thumbnail-item.selected")).to_have_count(0)
+    selected = desktop.locator("#examples-adult .thumbnail-item.selected")
+    expect(selected).to_have_count(1)
+    look = "item => { const style = getComputedStyle(item); return style.borderColor + ' ' + style.boxShadow; }"
+    selected_look = selected.evaluate(look)
+    children = desktop.locator("#examples-child .thumbnail-item")
+    for index in range(children.count()):
+        children.nth(index).hover()
+        assert children.nth(index).evaluate(look) != selected_look, f"child thumbnail {index} looks selected"
 
 
 def test_the_galleries_show_the_selected_example_only(desktop: Page) -> None:

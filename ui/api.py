@@ -1,5 +1,6 @@
 """What programs call through gradio_client: /predict, /compare and /model_info. Unlike the page's handlers
-these raise gr.Error for a user's mistake, so a program gets the message as an exception."""
+these raise gr.Error for a user's mistake, so a program gets the message as an exception; like the page, a mistake
+is one line in the server's log, never a traceback. The API speaks English, whatever the caller's language."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from cxr_pneumonia.explain import DEFAULT_METHOD
 from cxr_pneumonia.service import PneumoniaService, UnknownVersionError
 from ui import render
 from ui.files import cache_jpeg, remove_later
-from ui.handlers import PageHandlers, UserMistake
+from ui.handlers import PageHandlers, UserMistake, unknown_version
+from ui.messages import DEFAULT_LANGUAGE, text
+
+LANGUAGE = DEFAULT_LANGUAGE
+
+
+def refused(error: UserMistake) -> gr.Error:
+    """The error a program receives for a mistake, logged as one line (no traceback)."""
+    error.log()
+    return gr.Error(error.message(LANGUAGE), title=text("mistake_title", LANGUAGE), print_exception=False)
 
 
 class ApiEndpoints:
@@ -28,20 +38,21 @@ class ApiEndpoints:
                 prevalence: float = DEFAULT_PREVALENCE):
         """Probabilities, decision, original, heatmap, model panel and JSON (with "answer" and the probability at
         `prevalence`) for one image: the image input or the file input, not both."""
-        prevalence = checked_prevalence(prevalence)
         try:
+            prevalence = checked_prevalence(prevalence)
             current = self.handlers.analyse_path(self.handlers.chosen_path(image, upload), method, opacity, version,
                                                  show_boxes)
         except UserMistake as error:
-            raise gr.Error(str(error), title="Cannot analyse") from None
+            raise refused(error) from None
         analysis = current.analysis
-        panel = render.model_markdown(analysis.model_info)
+        panel = render.model_markdown(analysis.model_info, LANGUAGE)
         if analysis.refused:
-            return None, render.refusal_sentence(analysis.gate), None, None, panel, analysis.as_json(prevalence)
+            return (None, render.refusal_sentence(analysis.gate, LANGUAGE), None, None, panel,
+                    analysis.as_json(prevalence))
         images = [cache_jpeg(analysis.original), cache_jpeg(analysis.overlay)]
         remove_later(images, self.handlers.retention_seconds)
-        return (analysis.prediction.probabilities, render.decision_markdown(analysis, show_boxes), *images, panel,
-                analysis.as_json(prevalence))
+        return (analysis.prediction.probabilities, render.decision_markdown(analysis, show_boxes, LANGUAGE), *images,
+                panel, analysis.as_json(prevalence))
 
     def compare(self, image: str | None, upload: str | None = None, opacity: float = DEFAULT_OPACITY,
                 version: str = "", show_boxes: bool = False):
@@ -50,28 +61,29 @@ class ApiEndpoints:
             current = self.handlers.analyse_path(self.handlers.chosen_path(image, upload), DEFAULT_METHOD, opacity,
                                                  version, show_boxes)
         except UserMistake as error:
-            raise gr.Error(str(error), title="Cannot analyse") from None
+            raise refused(error) from None
         if current.analysis.refused:
-            return [], render.refusal_sentence(current.analysis.gate), current.analysis.as_json()
+            return [], render.refusal_sentence(current.analysis.gate, LANGUAGE), current.analysis.as_json()
         comparison = self.workers.submit(self.service.compare_prepared, current.prepared, opacity,
                                          show_boxes).result()
-        gallery = [(cache_jpeg(view.overlay), render.method_caption(method, view, None, pending=False))
+        gallery = [(cache_jpeg(view.overlay), render.method_caption(method, view, None, LANGUAGE, pending=False))
                    for method, view in comparison.views.items()]
         remove_later([path for path, _ in gallery], self.handlers.retention_seconds)
-        return gallery, render.comparison_markdown(comparison), comparison.as_json()
+        return gallery, render.comparison_markdown(comparison, LANGUAGE), comparison.as_json()
 
     def model_info(self, version: str = "") -> dict:
         """Where the model at `version` (default: the served one) came from, and its metrics."""
         try:
             return self.service.model(version or None).info()
         except UnknownVersionError as error:
-            raise gr.Error(str(error), title="Unknown version") from None
+            raise refused(unknown_version(error)) from None
 
 
 def checked_prevalence(value: float | None) -> float:
-    """A prevalence strictly between 0 and 1 (None: the default), or a clear error."""
+    """A prevalence strictly between 0 and 1 (None: the default), or a mistake."""
     if value is None:
         return DEFAULT_PREVALENCE
     if not 0.0 < float(value) < 1.0:
-        raise gr.Error(f"prevalence must lie strictly between 0 and 1, not {value}.", title="Bad prevalence")
+        raise UserMistake("prevalence out of range",
+                          lambda language: text("prevalence_out_of_range", language, value=value))
     return float(value)

@@ -1,5 +1,6 @@
 """The page's event handlers: analyse what is on screen, re-blend or re-map the cached result, the lab, the
-version picker. A user's mistake becomes a plain message on the page (one log line), never an error badge."""
+version picker. A user's mistake becomes a plain message on the page (one log line), never an error badge. Every
+text is written in the visitor's language (ui.messages.language_of)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from cxr_pneumonia.imaging import ImageDecodeError, read_file_bytes
 from cxr_pneumonia.service import Analysis, PneumoniaService, Prepared, UnknownVersionError
 from ui import render
 from ui.files import cache_jpeg, is_upload, remove_later, wait_for_file
-from ui.messages import text
+from ui.messages import language_of, text
 
 log = logging.getLogger("ui")
 
@@ -33,7 +34,31 @@ class Current:
 
 
 class UserMistake(Exception):
-    """Something the visitor can put right; the message says how."""
+    """Something the visitor can put right: `code` names it for the log, `message` says how in a language."""
+
+    def __init__(self, code: str, message: Callable[[str], str]):
+        super().__init__(code)
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def plain(cls, key: str) -> UserMistake:
+        """A mistake told by one message of the tables."""
+        return cls(key, lambda language: text(key, language))
+
+    def log(self) -> None:
+        """One line in the server's log: the code, never the upload's name or the visitor's text."""
+        log.info("user mistake: %s", self.code)
+
+
+def unreadable(error: ImageDecodeError) -> UserMistake:
+    """An upload the decoder cannot read, told from its code."""
+    return UserMistake(f"unreadable ({error.code})", lambda language: render.decode_error_message(error, language))
+
+
+def unknown_version(error: UnknownVersionError) -> UserMistake:
+    """A model version that cannot be served, and the ones that can."""
+    return UserMistake("unknown version", lambda language: render.unknown_version_message(error, language))
 
 
 def deselect(count: int) -> list[gr.Gallery]:
@@ -61,18 +86,18 @@ class PageHandlers:
         except UserMistake:
             raise
         except ImageDecodeError as error:
-            raise UserMistake(text("unreadable", reason=str(error))) from None
+            raise unreadable(error) from None
         except UnknownVersionError as error:
-            raise UserMistake(text("unknown_version", reason=str(error))) from None
+            raise unknown_version(error) from None
         except FileNotFoundError:
-            raise UserMistake(text("file_gone")) from None
+            raise UserMistake.plain("file_gone") from None
 
     def analyse_path(self, path: str, method: str, opacity: float, version: str, show_boxes: bool,
                      example: FoundExample | None = None) -> Current:
         """Decode, gate, predict and map one file; an upload is removed from disk soon after."""
         def work() -> Current:
             if not wait_for_file(path):
-                raise UserMistake(text("file_gone"))
+                raise UserMistake.plain("file_gone")
             prepared = self.service.prepare_file(path, version or None)
             return Current(prepared, self.service.analyze_prepared(prepared, method, opacity, show_boxes),
                            show_boxes, example)
@@ -93,130 +118,162 @@ class PageHandlers:
         remove_later([path], self.retention_seconds)
 
     def chosen_path(self, image: str | None, upload: str | None) -> str:
-        """The one file given; a message when there is none or two."""
+        """The one file given; a mistake when there is none or two."""
         if image and upload:
-            raise UserMistake(text("two_images"))
+            raise UserMistake.plain("two_images")
         if not (image or upload):
-            raise UserMistake(text("no_image"))
+            raise UserMistake.plain("no_image")
         return image or upload
 
-    def result(self, current: Current | None, prevalence: float) -> tuple:
+    def result(self, current: Current, prevalence: float, language: str) -> tuple:
         """The result outputs for an analysis: decision, heatmap slider, probabilities, prevalence, details,
         reference label, model panel, JSON and the state. Images written here are removed soon after."""
         analysis = current.analysis
-        panel = render.model_markdown(analysis.model_info)
-        reference = render.reference_markdown(current.example)
+        panel = render.model_markdown(analysis.model_info, language)
+        reference = render.reference_markdown(current.example, language)
         data = analysis.as_json(prevalence)
         if analysis.refused:
-            return (render.refusal_sentence(analysis.gate), None, None, "", analysis.gate.explanation(), reference,
-                    panel, data, current)
+            details = "\n\n".join([render.refusal_sentence(analysis.gate, language),
+                                   render.gate_details(analysis.gate, language)])
+            return (render.refusal_sentence(analysis.gate, language), None, None, "", details, reference, panel,
+                    data, current)
         images = (cache_jpeg(analysis.original), cache_jpeg(analysis.overlay))
         remove_later(images, self.retention_seconds)
         prediction = analysis.prediction
-        return (render.decision_markdown(analysis, current.show_boxes), images, prediction.probabilities,
-                render.prevalence_markdown(prediction, prevalence), render.details_markdown(prediction), reference,
-                panel, data, current)
+        return (render.decision_markdown(analysis, current.show_boxes, language), images,
+                render.probabilities(prediction, language),
+                render.prevalence_markdown(prediction, prevalence, language),
+                render.details_markdown(prediction, language), reference, panel, data, current)
 
-    def failure(self, error: UserMistake) -> tuple:
+    def failure(self, error: UserMistake, language: str) -> tuple:
         """The result outputs after a user's mistake: the message, everything else cleared, one log line."""
-        log.info("user mistake: %s", error)
-        gr.Warning(str(error))
-        return (f"**{error}**", None, None, "", "", "", gr.skip(), None, None)
+        error.log()
+        message = error.message(language)
+        gr.Warning(message, title=text("mistake_title", language))
+        return (f"**{message}**", None, None, "", "", "", gr.skip(), None, None)
 
-    def analyse(self, path_of: Callable[[], str], settings: tuple, example: FoundExample | None = None) -> tuple:
+    def analyse(self, path_of: Callable[[], str], settings: tuple, language: str,
+                example: FoundExample | None = None) -> tuple:
         method, opacity, version, show_boxes, prevalence = settings
         try:
             current = self.analyse_path(path_of(), method, opacity, version, show_boxes, example)
         except UserMistake as error:
-            return self.failure(error)
-        return self.result(current, prevalence)
+            return self.failure(error, language)
+        return self.result(current, prevalence, language)
 
-    def on_analyze(self, image: str | None, upload: str | None, *settings: Any) -> tuple:
+    def on_analyze(self, request: gr.Request, image: str | None, upload: str | None, *settings: Any) -> tuple:
         """The Analyze button: the one file on screen."""
-        return self.analyse(lambda: self.chosen_path(image, upload), settings)
+        return self.analyse(lambda: self.chosen_path(image, upload), settings, language_of(request))
 
     def on_upload(self, galleries: int) -> Callable:
         """An upload into one input: the other input and the galleries cleared, the upload analysed at once."""
-        def handle(path: str | None, *settings: Any) -> tuple:
-            return (None, *deselect(galleries), *self.analyse(lambda: self.chosen_path(path, None), settings))
+        def handle(request: gr.Request, path: str | None, *settings: Any) -> tuple:
+            return (None, *deselect(galleries),
+                    *self.analyse(lambda: self.chosen_path(path, None), settings, language_of(request)))
         return handle
 
     def on_example(self, items: list[FoundExample], index_of_gallery: int, galleries: int) -> Callable:
         """A click on an example: into the image input (the file input emptied), the other galleries deselected,
         analysed at once."""
-        def handle(selected: gr.SelectData, *settings: Any) -> tuple:
+        def handle(selected: gr.SelectData, request: gr.Request, *settings: Any) -> tuple:
             item = items[selected.index]
             others = [gr.skip() if index == index_of_gallery else gr.Gallery(selected_index=None)
                       for index in range(galleries)]
-            return (str(item.path), None, *others, *self.analyse(lambda: str(item.path), settings, item))
+            return (str(item.path), None, *others,
+                    *self.analyse(lambda: str(item.path), settings, language_of(request), item))
+        return handle
+
+    def on_load(self, groups: list[list[FoundExample]], thumbnails: list[list[str]]) -> Callable:
+        """When the page opens: the example galleries, captioned in the visitor's language."""
+        def handle(request: gr.Request) -> list[gr.Gallery]:
+            language = language_of(request)
+            return [gr.Gallery([(path, render.example_caption(item, language))
+                                for item, path in zip(items, paths, strict=True)])
+                    for items, paths in zip(groups, thumbnails, strict=True)]
         return handle
 
     # --- changing the view of the cached result ------------------------------------------------------------------
 
-    def on_method(self, current: Current | None, method: str, opacity: float, show_boxes: bool,
+    def on_method(self, request: gr.Request, current: Current | None, method: str, opacity: float, show_boxes: bool,
                   prevalence: float) -> tuple:
         """Another explanation method: only the map is recomputed, from the image in memory."""
         if current is None:
             return gr.skip()
         analysis = self.workers.submit(self.service.remap, current.prepared, current.analysis, method, opacity,
                                        show_boxes).result()
-        return self.result(replace(current, analysis=analysis, show_boxes=show_boxes), prevalence)
+        return self.result(replace(current, analysis=analysis, show_boxes=show_boxes), prevalence,
+                           language_of(request))
 
-    def on_blend(self, current: Current | None, opacity: float, show_boxes: bool, prevalence: float) -> tuple:
+    def on_blend(self, request: gr.Request, current: Current | None, opacity: float, show_boxes: bool,
+                 prevalence: float) -> tuple:
         """Opacity or boxes changed: the cached map blended again, no model runs."""
         if current is None:
             return gr.skip()
         analysis = self.service.reblend(current.prepared, current.analysis, opacity, show_boxes)
-        return self.result(replace(current, analysis=analysis, show_boxes=show_boxes), prevalence)
+        return self.result(replace(current, analysis=analysis, show_boxes=show_boxes), prevalence,
+                           language_of(request))
 
-    def on_prevalence(self, current: Current | None, prevalence: float) -> tuple:
+    def on_prevalence(self, request: gr.Request, current: Current | None, prevalence: float) -> tuple:
         """Another prevalence: the cached prediction's probability at it, no model runs."""
         if current is None or current.analysis.refused:
             return gr.skip(), gr.skip()
-        return (render.prevalence_markdown(current.analysis.prediction, prevalence),
+        return (render.prevalence_markdown(current.analysis.prediction, prevalence, language_of(request)),
                 current.analysis.as_json(prevalence))
 
-    def on_version(self, current: Current | None, version: str, method: str, opacity: float, show_boxes: bool,
-                   prevalence: float) -> tuple:
+    def on_version(self, request: gr.Request, current: Current | None, version: str, method: str, opacity: float,
+                   show_boxes: bool, prevalence: float) -> tuple:
         """Another model version: its panel and, if an image is on screen, its analysis by that version."""
+        language = language_of(request)
         try:
             loaded = self.on_workers(self.service.model, version or None)
         except UserMistake as error:
-            return (*self.failure(error), gr.skip())
+            return (*self.failure(error, language), gr.skip())
         prevalence_control = gr.Slider(interactive=loaded.model.config.calibrated_prevalence is not None)
         if current is None:
-            return (*[gr.skip()] * 6, render.model_markdown(loaded.info()), gr.skip(), gr.skip(), prevalence_control)
+            return (*[gr.skip()] * 6, render.model_markdown(loaded.info(), language), gr.skip(), gr.skip(),
+                    prevalence_control)
 
         def work() -> Current:
             prepared = self.service.prepare_again(current.prepared, version or None)
             return replace(current, prepared=prepared,
                            analysis=self.service.analyze_prepared(prepared, method, opacity, show_boxes))
-        return (*self.result(self.workers.submit(work).result(), prevalence), prevalence_control)
+        return (*self.result(self.workers.submit(work).result(), prevalence, language), prevalence_control)
 
     # --- the lab -------------------------------------------------------------------------------------------------
 
-    def on_lab_maps(self, current: Current | None, opacity: float) -> tuple:
+    def on_lab_maps(self, request: gr.Request, current: Current | None, opacity: float) -> tuple:
         """Every method's map of the decision, with captions; the sanity check follows in on_lab_checks."""
+        language = language_of(request)
         empty = [None] * len(METHODS)
         if current is None:
-            return text("analyse_first"), *empty, *[""] * len(METHODS), None, None
+            return text("analyse_first", language), *empty, *[""] * len(METHODS), None, None
         if current.analysis.refused:
-            return text("lab_refused"), *empty, *[""] * len(METHODS), None, None
+            return text("lab_refused", language), *empty, *[""] * len(METHODS), None, None
         comparison = self.workers.submit(self.service.compare_prepared, current.prepared, opacity,
                                          current.show_boxes).result()
         maps = [cache_jpeg(view.overlay) for view in comparison.views.values()]
         remove_later(maps, self.retention_seconds)
-        captions = [render.method_caption(method, view, None) for method, view in comparison.views.items()]
-        return render.comparison_markdown(comparison), *maps, *captions, comparison.as_json(), comparison
+        captions = [render.method_caption(method, view, None, language) for method, view in comparison.views.items()]
+        return render.comparison_markdown(comparison, language), *maps, *captions, comparison.as_json(), comparison
 
-    def on_lab_checks(self, current: Current | None, comparison: Any, opacity: float) -> tuple:
+    def on_lab_checks(self, request: gr.Request, current: Current | None, comparison: Any, opacity: float) -> tuple:
         """The randomised copy's maps, complete captions, the sanity table and the deletion and insertion curves."""
         if current is None or comparison is None or current.analysis.refused:
             return (*[None] * len(METHODS), *[gr.skip()] * len(METHODS), "", None, "")
+        language = language_of(request)
         checks = self.workers.submit(self.service.check_prepared, current.prepared, opacity).result()
         randomised = [cache_jpeg(checks.randomised_overlays[method]) for method in METHODS]
         remove_later(randomised, self.retention_seconds)
-        captions = [render.method_caption(method, comparison.views[method], checks.randomisation[method])
+        captions = [render.method_caption(method, comparison.views[method], checks.randomisation[method], language)
                     for method in METHODS]
-        return (*randomised, *captions, render.sanity_markdown(checks), render.curves_plot(checks),
-                render.faithfulness_markdown(checks))
+        return (*randomised, *captions, render.sanity_markdown(checks, language), render.curves_plot(checks, language),
+                render.faithfulness_markdown(checks, language))
+
+    def lab_if_open(self, request: gr.Request, is_open: bool, current: Current | None, opacity: float) -> tuple:
+        """After a new result: the lab's maps again when its tab is open."""
+        return self.on_lab_maps(request, current, opacity) if is_open else gr.skip()
+
+    def lab_checks_if_open(self, request: gr.Request, is_open: bool, current: Current | None, comparison: Any,
+                           opacity: float) -> tuple:
+        """After a new result: the lab's checks again when its tab is open."""
+        return self.on_lab_checks(request, current, comparison, opacity) if is_open else gr.skip()

@@ -16,7 +16,7 @@ from ui import render
 from ui.api import ApiEndpoints
 from ui.files import CachedJpegImage, RawImageUpload, thumbnail
 from ui.handlers import PageHandlers
-from ui.messages import text
+from ui.messages import DEFAULT_LANGUAGE, FixedText, text
 
 # Scroll the answer into view unless its top is already in the upper part of the window (phones, scrolled pages).
 SCROLL_TO_RESULT = """() => {
@@ -28,11 +28,17 @@ SCROLL_TO_RESULT = """() => {
 CSS = """
 .example-gallery .caption-label { white-space: normal; max-width: 100%; left: 0; right: 0; text-overflow: clip;
   font-size: 11px; line-height: 1.2; }
+/* Gradio draws a hovered thumbnail exactly like the selected one: after a click the page scrolls and the thumbnail
+   now under the mouse looked selected too. Hover gets a quiet grey border; the selection a thick accent one. */
+.example-gallery .thumbnail-item:hover:not(.selected) { --ring-color: transparent; border-color: var(--neutral-400); }
+.example-gallery .thumbnail-item.selected { --ring-color: var(--color-accent); border: 3px solid var(--color-accent); }
 .prose table td, .prose table th { word-break: normal; overflow-wrap: normal; hyphens: none; }
 .lab-table table { display: block; overflow-x: auto; }
 #disclaimer p, #subtitle p { margin: 0; }
 """
 PRIVATE = {"api_visibility": "private"}
+# The window's title follows the browser's language, as gr.I18n does for the page (which cannot reach <title>).
+SET_TITLE = "() => {{ document.title = (navigator.language || '').toLowerCase().startsWith('fr') ? {fr} : {en}; }}"
 
 
 def example_groups(examples: Sequence[FoundExample]) -> dict[str, list[FoundExample]]:
@@ -43,13 +49,18 @@ def example_groups(examples: Sequence[FoundExample]) -> dict[str, list[FoundExam
     return groups
 
 
-def version_picker(service: PneumoniaService) -> gr.Dropdown:
+def version_picker(service: PneumoniaService, fixed: FixedText) -> gr.Dropdown:
     """The served version by its name first, then every other tag; says when the tags cannot be listed."""
     served = service.default.version or service.settings.revision
     tags = service.version_tags()
-    info = text("version_info") if tags is not None else text("version_info_unlisted", version=served)
-    return gr.Dropdown([served, *[tag for tag in tags or () if tag != served]], value=served, label=text("version"),
+    info = fixed("version_info") if tags is not None else fixed("version_info_unlisted", version=served)
+    return gr.Dropdown([served, *[tag for tag in tags or () if tag != served]], value=served, label=fixed("version"),
                        info=info, elem_id="version", allow_custom_value=True)  # programs may ask any version
+
+
+def window_title() -> str:
+    """The JavaScript that names the window in the browser's language."""
+    return SET_TITLE.format(**{language: repr(text("page_title", language)) for language in ("en", "fr")})
 
 
 def build_demo(service: PneumoniaService, workers: Executor, examples: list[FoundExample],
@@ -59,72 +70,75 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
     endpoints = ApiEndpoints(service, workers, handlers)
     info = service.default.info()
     groups = example_groups(examples)
-    with gr.Blocks(title="Chest X-ray pneumonia demo", analytics_enabled=False) as demo:
-        gr.Markdown(text("title"))
-        gr.Markdown(text("subtitle"), elem_id="subtitle")
-        gr.Markdown(text("disclaimer"), elem_id="disclaimer")
+    thumbnails = [[thumbnail(item.path) for item in items] for items in groups.values()]
+    fixed = FixedText()
+    with gr.Blocks(title=text("page_title", DEFAULT_LANGUAGE), analytics_enabled=False) as demo:
+        gr.Markdown(fixed("title"))
+        gr.Markdown(fixed("subtitle"), elem_id="subtitle")
+        gr.Markdown(fixed("disclaimer"), elem_id="disclaimer")
         with gr.Tabs():
-            with gr.Tab(text("result_tab"), id="result-tab") as result_tab, gr.Row():
+            with gr.Tab(fixed("result_tab"), id="result-tab") as result_tab, gr.Row():
                 with gr.Column(scale=4, min_width=300):
-                    with gr.Tab(text("image_tab")):
-                        image_input = RawImageUpload(type="filepath", label=text("image_label"),
+                    with gr.Tab(fixed("image_tab")):
+                        image_input = RawImageUpload(type="filepath", label=fixed("image_label"),
                                                      sources=["upload", "clipboard"], height=260,
                                                      elem_id="image-input")
-                    with gr.Tab(text("file_tab")):
-                        file_input = gr.File(label=text("file_label"), file_count="single", type="filepath",
+                    with gr.Tab(fixed("file_tab")):
+                        file_input = gr.File(label=fixed("file_label"), file_count="single", type="filepath",
                                              elem_id="file-input")
-                    analyze_button = gr.Button(text("analyze"), variant="primary")
-                    gr.Markdown(text("examples_heading") if examples else text("no_examples"))
+                    analyze_button = gr.Button(fixed("analyze"), variant="primary")
+                    gr.Markdown(fixed("examples_heading") if examples else fixed("no_examples"))
                     galleries = []
-                    for population, items in groups.items():
-                        gr.Markdown(text(f"gallery_{population}"), elem_id=f"examples-{population}-title")
-                        galleries.append(gr.Gallery(
-                            [(thumbnail(item.path), item.caption) for item in items],
-                            label=text(f"gallery_{population}"),
+                    for population, paths in zip(groups, thumbnails, strict=True):
+                        gr.Markdown(fixed(f"gallery_{population}"), elem_id=f"examples-{population}-title")
+                        galleries.append(gr.Gallery(  # captioned in the visitor's language when the page loads
+                            paths,
+                            label=fixed(f"gallery_{population}"),
                             show_label=False, columns=3, height="auto", allow_preview=False, interactive=False,
                             object_fit="contain", elem_id=f"examples-{population}", elem_classes=["example-gallery"]))
-                    with gr.Accordion(text("settings"), open=True):
-                        method_input = gr.Radio(list(METHODS), value=DEFAULT_METHOD, label=text("method"))
-                        boxes_input = gr.Checkbox(False, label=text("boxes"), info=text("boxes_info"))
-                        opacity_input = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label=text("opacity"))
+                    with gr.Accordion(fixed("settings"), open=True):
+                        method_input = gr.Radio(list(METHODS), value=DEFAULT_METHOD, label=fixed("method"))
+                        boxes_input = gr.Checkbox(False, label=fixed("boxes"), info=fixed("boxes_info"))
+                        opacity_input = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label=fixed("opacity"))
                         prevalence_input = gr.Slider(
-                            0.01, 0.99, value=DEFAULT_PREVALENCE, step=0.01, label=text("prevalence"),
-                            info=text("prevalence_info"), elem_id="prevalence",
+                            0.01, 0.99, value=DEFAULT_PREVALENCE, step=0.01, label=fixed("prevalence"),
+                            info=fixed("prevalence_info"), elem_id="prevalence",
                             interactive=info["calibrated_prevalence"] is not None)
-                        version_input = version_picker(service)
+                        version_input = version_picker(service, fixed)
                 with gr.Column(scale=6, min_width=300, elem_id="result"):
                     decision_output = gr.Markdown(elem_id="decision")
-                    heatmap_output = gr.ImageSlider(label=text("heatmap"), type="filepath", max_height=430,
+                    heatmap_output = gr.ImageSlider(label=fixed("heatmap"), type="filepath", max_height=430,
                                                     interactive=False, elem_id="heatmap")
                     reference_output = gr.Markdown(elem_id="reference")
                     prevalence_output = gr.Markdown(elem_id="prevalence-result")
-                    label_output = gr.Label(num_top_classes=2, label=text("probabilities"), elem_id="probabilities")
-                    with gr.Accordion(text("details"), open=False):
+                    label_output = gr.Label(num_top_classes=2, label=fixed("probabilities"), elem_id="probabilities")
+                    with gr.Accordion(fixed("details"), open=False):
                         details_output = gr.Markdown(elem_id="details")
-                    with gr.Accordion(text("student_note_title"), open=False):
-                        gr.Markdown(render.student_note(info), elem_id="student-note")
-                    with gr.Accordion(text("json_title"), open=False):
-                        json_output = gr.JSON(label=text("json_title"))
-                    with gr.Accordion(text("model_title"), open=False):
-                        model_panel = gr.Markdown(render.model_markdown(info), elem_id="model-panel")
-            with gr.Tab(text("lab_tab"), id="lab-tab", elem_id="compare-tab") as lab_tab:
-                lab_summary = gr.Markdown(text("analyse_first"), elem_id="compare-summary")
+                    with gr.Accordion(fixed("student_note_title"), open=False):
+                        gr.Markdown(fixed("student_note", **render.student_note(info)), elem_id="student-note")
+                    with gr.Accordion(fixed("json_title"), open=False):
+                        json_output = gr.JSON(label=fixed("json_title"))
+                    with gr.Accordion(fixed("model_title"), open=False):
+                        model_panel = gr.Markdown(fixed.made("model_panel", lambda language: render.model_markdown(
+                            info, language)), elem_id="model-panel")
+            with gr.Tab(fixed("lab_tab"), id="lab-tab", elem_id="compare-tab") as lab_tab:
+                lab_summary = gr.Markdown(fixed("analyse_first"), elem_id="compare-summary")
                 maps, randomised, captions = [], [], []
                 with gr.Row(elem_id="compare-maps"):
                     for method in METHODS:
                         with gr.Column(min_width=170):
-                            maps.append(CachedJpegImage(label=text("trained_map", method=method), type="filepath",
+                            maps.append(CachedJpegImage(label=fixed("trained_map", method=method), type="filepath",
                                                         interactive=False, height=260))
                             captions.append(gr.Markdown(elem_classes=["map-caption"]))
-                            randomised.append(CachedJpegImage(label=text("randomised_map", method=method),
+                            randomised.append(CachedJpegImage(label=fixed("randomised_map", method=method),
                                                               type="filepath", interactive=False, height=200))
                 with gr.Row(elem_id="lab-checks"):
-                    curves_output = gr.Plot(label=text("curves"), show_label=False, elem_id="faithfulness-curves")
+                    curves_output = gr.Plot(label=fixed("curves"), show_label=False, elem_id="faithfulness-curves")
                     with gr.Column():
                         sanity_summary = gr.Markdown(elem_id="sanity-check", elem_classes=["lab-table"])
                         faithfulness_summary = gr.Markdown(elem_id="faithfulness", elem_classes=["lab-table"])
-                with gr.Accordion(text("lab_json"), open=False):
-                    lab_json = gr.JSON(label=text("lab_json"))
+                with gr.Accordion(fixed("lab_json"), open=False):
+                    lab_json = gr.JSON(label=fixed("lab_json"))
         current = gr.State(None, time_to_live=15 * 60)
         comparison = gr.State(None, time_to_live=15 * 60)
         lab_open = gr.State(False)
@@ -138,10 +152,8 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
         def then_lab(event):
             """After a new result: scroll it into view, and refresh the lab if its tab is open."""
             event.then(None, js=SCROLL_TO_RESULT).then(
-                lambda is_open, state, opacity: handlers.on_lab_maps(state, opacity) if is_open else gr.skip(),
-                [lab_open, current, opacity_input], lab_maps, **PRIVATE).then(
-                lambda is_open, state, lab, opacity: handlers.on_lab_checks(state, lab, opacity) if is_open
-                else gr.skip(), [lab_open, current, comparison, opacity_input], lab_checks, **PRIVATE)
+                handlers.lab_if_open, [lab_open, current, opacity_input], lab_maps, **PRIVATE).then(
+                handlers.lab_checks_if_open, [lab_open, current, comparison, opacity_input], lab_checks, **PRIVATE)
 
         then_lab(analyze_button.click(handlers.on_analyze, [image_input, file_input, *settings], result, **PRIVATE))
         then_lab(image_input.upload(handlers.on_upload(len(galleries)), [image_input, *settings],
@@ -164,17 +176,22 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
             handlers.on_lab_maps, [current, opacity_input], lab_maps, **PRIVATE).then(
             handlers.on_lab_checks, [current, comparison, opacity_input], lab_checks, **PRIVATE)
         result_tab.select(lambda: False, None, lab_open, **PRIVATE)
+        demo.load(handlers.on_load(list(groups.values()), thumbnails), None, galleries, **PRIVATE)
+        demo.load(None, js=window_title())
         add_api(demo, endpoints, image_input, file_input, settings, decision_output, label_output, model_panel,
                 json_output, lab_summary, lab_json)
+    demo.page_i18n = fixed.i18n()  # the page's fixed text: pass it as i18n= to launch() or mount_gradio_app()
     return demo
 
 
 def add_api(demo: gr.Blocks, endpoints: ApiEndpoints, image_input, file_input, settings, decision_output,
             label_output, model_panel, json_output, lab_summary, lab_json) -> None:
     """/predict, /compare and /model_info for programs, on components the page never triggers."""
-    method_input, opacity_input, version_input, boxes_input, prevalence_input = settings
+    method_input, opacity_input, version_input, boxes_input, _ = settings
     with gr.Column(visible=False):
         trigger = gr.Button()
+        # Not the page's slider, whose bounds would refuse 0 and 1 with a traceback: ApiEndpoints checks it.
+        prevalence_input = gr.Number(DEFAULT_PREVALENCE)
         original = CachedJpegImage(type="filepath", format="jpeg")
         heatmap = CachedJpegImage(type="filepath", format="jpeg")
         maps = gr.Gallery()

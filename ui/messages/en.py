@@ -1,8 +1,10 @@
-"""Every string the page shows, in one table keyed by name (English; other languages go through gr.I18n)."""
+"""The page's text in English: every string the visitor reads, keyed by name (the French table has the same keys)."""
 
 from __future__ import annotations
 
 MESSAGES: dict[str, str] = {
+    # --- the page's fixed text (gr.I18n) ---
+    "page_title": "Chest X-ray pneumonia demo",
     "title": "# Chest X-ray: pneumonia or normal?",
     "subtitle": "Upload a frontal chest X-ray or click an example: a small CNN trained on children and adults "
                 "answers, with a heatmap of where its evidence lies.",
@@ -37,6 +39,13 @@ MESSAGES: dict[str, str] = {
     "student_note_title": "How to read the heatmap (for students)",
     "json_title": "Result as JSON",
     "model_title": "Model",
+    "curves": "Deletion and insertion curves",
+    "lab_json": "Comparison as JSON",
+    "trained_map": "{method}: trained model",
+    "randomised_map": "{method}: top re-initialised",
+    # --- the answer ---
+    "class_PNEUMONIA": "PNEUMONIA",
+    "class_NORMAL": "NORMAL",
     "decision_pneumonia": "**The model sees signs of pneumonia** (probability {percent:.0f} %). This is a demo, "
                           "not a diagnosis.",
     "decision_normal": "**The model sees no sign of pneumonia** (probability of pneumonia {percent:.0f} %). This is "
@@ -46,6 +55,10 @@ MESSAGES: dict[str, str] = {
     "heatmap_line": "Heatmap: {method}, evidence for {label}.",
     "boxes_hint": "_Radiologists' boxes are known for this image: tick \"Show the radiologists' boxes\"._",
     "no_boxes": "No radiologists' boxes are known for this image: only the adult pneumonia examples have them.",
+    "box_sentence": "The {method} map of {label} peaks **{where}** the radiologists' boxes; {share:.0f} % of its mass "
+                    "lies in them, {ratio:.1f} times what a uniform map would put there.",
+    "box_sentence_empty": "The {method} map of {label} is empty (no pixel has positive evidence): there is nothing "
+                          "to hold against the boxes.",
     "refusal": "**This looks like {looks_like}, not a frontal chest X-ray: upload a frontal (PA or AP) chest X-ray.**",
     "refusal_unknown": "**This does not look like a frontal chest X-ray the model can read: upload a frontal (PA or "
                        "AP) chest X-ray.**",
@@ -54,6 +67,14 @@ MESSAGES: dict[str, str] = {
     "kind_turned_chest": "a chest X-ray turned on its side or upside down",
     "kind_part_of_chest": "only part of a chest X-ray",
     "kind_not_xray": "a picture that is not an X-ray",
+    "gate_details": "Input gate: {scores}; together {evidence:.3g} against a limit of {limit:.3g}. The gate compares "
+                    "the image with the frontal chest X-rays the model was trained on, so a chest X-ray that looks "
+                    "very different from those, for example cropped, rotated or with wide borders, can be refused "
+                    "too.",
+    "gate_score": "{name} {value:.3g} (usual up to {base:.3g})",
+    "gate_score_feature_distance": "distance of the CNN's features from those of training chest X-rays",
+    "gate_score_reconstruction_error": "error rebuilding a thumbnail from training chest X-ray patterns",
+    "gate_score_not_frontal_chest": "log-odds of the gate's classifier that this is not a frontal chest X-ray",
     "details_prediction": "Pneumonia probability {percent:.1f} % against the decision threshold of "
                           "{threshold:.1f} %.{band}",
     "details_band": " Between {low:.0f} % and {high:.0f} % the model does not answer (uncertain band).",
@@ -64,20 +85,64 @@ MESSAGES: dict[str, str] = {
                       "commoner (an emergency department) more likely: Bayes' rule on the odds.",
     "prevalence_unavailable": "_The prevalence control is unavailable for this model version: it does not state "
                               "the prevalence its probability is calibrated for._",
+    # --- examples ---
+    "example_caption": "{label}, {kind}",
     "reference": "Radiologists' label: **{label}**, {source} ({kind}).",
     "source_chest_xray": "Kermany test split",
     "source_rsna_pneumonia": "RSNA test split",
+    "example_typical": "typical",
+    "example_borderline": "borderline",
+    "example_misclassified": "misclassified",
+    # --- the visitor's mistakes ---
+    "mistake_title": "Cannot analyse",
     "no_image": "Upload a chest X-ray or click one of the examples first.",
     "two_images": "Two images were given (an image and a file): send one.",
-    "unreadable": "Cannot read this image: {reason}",
     "file_gone": "The uploaded file is no longer kept: upload it again.",
-    "unknown_version": "{reason}",
+    "unknown_version": "Model version {version} cannot be served; available: {available}.",
+    "unknown_version_unlisted": "Model version {version} cannot be served, and the list of versions cannot be "
+                                "fetched (the Hub is off or out of reach).",
+    "prevalence_out_of_range": "prevalence must lie strictly between 0 and 1, not {value}.",
+    "none_available": "none",
+    "decode_not_found": "The file was not found: upload it again.",
+    "decode_unopenable": "The file could not be opened: upload it again.",
+    "decode_too_slow": "Reading the image took longer than {seconds:g} seconds, so it was stopped. Please upload a "
+                       "smaller JPEG or PNG.",
+    "decode_too_many_pixels": "The image has over {limit:,} pixels: please upload a smaller one.",
+    "decode_too_many_bytes": "The file is {megabytes:.1f} MB, over the limit of {limit:.0f} MB.",
+    "decode_too_small": "The image is {width}x{height} pixels: too small to read; each side needs at least "
+                        "{minimum} pixels.",
+    "decode_out_of_memory": "The image is too large to decode on this server.",
+    "decode_damaged": "The file is damaged or incomplete (it may have been cut off during upload), so it could not "
+                      "be read as an image.",
+    "decode_blank": "The image is blank: every pixel has the same value.",
+    "decode_invalid_pixels": "The image has invalid pixel values (not-a-number or infinite).",
+    "decode_empty": "The file is empty.",
+    "decode_not_an_image": "The file is {kind}, not an image. Please upload the X-ray as a JPEG, PNG, TIFF, WebP, "
+                           "BMP, GIF or DICOM file.",
+    "decode_unknown_format": "The file is not in an image format this app can read. Please upload the X-ray as a "
+                             "JPEG, PNG, TIFF, WebP, BMP, GIF or DICOM file.",
+    "decode_dicom_without_image": "The file is a DICOM file without an image (no pixel data); it may be a report "
+                                  "or an index. Please upload the X-ray image itself.",
+    "decode_dicom_colour_layout": "This DICOM file stores its pixels as '{layout}', which this app cannot display. "
+                                  "Please export the X-ray as grayscale (MONOCHROME) DICOM, PNG or JPEG.",
+    "decode_dicom_compressed": "This DICOM file is compressed in a way this app cannot decode ({compression}). "
+                               "Please export it uncompressed, or as PNG or JPEG.",
+    "non_image_pdf": "a PDF document",
+    "non_image_zip": "a ZIP archive",
+    "non_image_gzip": "a compressed (gzip) archive",
+    "non_image_web_page": "a web page",
+    "non_image_xml": "an XML document",
+    "non_image_svg": "an SVG drawing",
+    "non_image_heif": "an HEIC or AVIF photo",
+    "non_image_text": "a text file",
+    # --- the explanation lab ---
     "analyse_first": "Analyse an image first: the lab explains the image on the Result tab.",
     "lab_refused": "The input gate refused this image: there is nothing to explain.",
     "lab_intro": "Every method's map of the evidence for **{label}** (the model's decision), all {count} in "
                  "{ms:.0f} ms. The second image of each is the map of a copy of the model whose top layers are "
                  "re-initialised at random (the sanity check).",
     "lab_same_maps": "{first} and {others} give the same map here (see How to read the heatmap).",
+    "and": " and ",
     "caption": "**{method}**: {ms:.0f} ms{boxes}{sanity}",
     "caption_box": "; peak {where} the boxes, {share:.0f} % of the map's mass in them",
     "caption_box_empty": "; an empty map",
@@ -87,8 +152,6 @@ MESSAGES: dict[str, str] = {
     "outside": "outside",
     "passes": "passes",
     "fails": "**fails**",
-    "trained_map": "{method}: trained model",
-    "randomised_map": "{method}: top re-initialised",
     "sanity_title": "**Sanity check: model-parameter randomisation** (Adebayo et al. 2018). A method passes when "
                     "the Spearman rank correlation between its map and the map of the copy with its top layers "
                     "(`{layers}`) re-initialised is below {limit} in size.",
@@ -105,13 +168,20 @@ MESSAGES: dict[str, str] = {
     "faithfulness_baseline": "The fully blurred copy alone scores {blurred:.2f} for {label}: no deletion curve can "
                              "fall below that, whatever the map. Our models read a blurred film as pneumonia (blur "
                              "looks like haze), so a PNEUMONIA map's deletion curve stays high.",
-    "curves": "Deletion and insertion curves",
-    "lab_json": "Comparison as JSON",
+    "curve_deletion": "Deletion: top pixels blurred first (low AUC is good)",
+    "curve_insertion": "Insertion: top pixels restored first (high AUC is good)",
+    "curve_probability": "probability of {label}",
+    "curve_share": "share of pixels changed",
+    # --- the model panel ---
     "panel_repository": "**Repository:** [{repo}](https://huggingface.co/{repo})",
     "panel_revision": "**Revision:** `{revision}` (commit `{commit}`)",
     "panel_card": "**Model card:** [README.md](https://huggingface.co/{repo}/blob/{commit}/README.md)",
     "panel_bundled": "**Source: the model bundled with this Space** (`model/`), because {reason}. Its card is "
                      "`model_card.md` in the Space's files.",
+    "fallback_offline": "HF_HUB_OFFLINE is set",
+    "fallback_timeout": "the Hub did not deliver the model in time",
+    "fallback_corrupt": "the download was corrupt",
+    "fallback_unreachable": "the Hub could not be reached or refused the request",
     "panel_version": "**Version:** {version} · architecture `{architecture}`, {size}x{size} input, decision "
                      "threshold {threshold:.2f}",
     "panel_gate_on": "**Input gate:** on: images that do not look like a chest X-ray are refused",
@@ -122,9 +192,8 @@ MESSAGES: dict[str, str] = {
     "source_name_chest_xray": "children (Kermany et al. 2018, official test split)",
     "source_name_rsna_pneumonia": "adults (RSNA, held-out test split)",
     "untagged": "untagged",
-}
-
-STUDENT_NOTE = """
+    # --- for students ---
+    "student_note": """
 **How to read the heatmap.** Warm colours mark the regions whose features raised the score of the
 class the model chose (Grad-CAM: gradients of that score weight the last convolutional layer's
 feature maps). The map is coarse: it comes from a {grid}x{grid} grid, blown up to the image. SmoothGrad is
@@ -145,9 +214,5 @@ probability fall).
 **Prevalence.** The same X-ray gives another probability where pneumonia is rarer or commoner: the
 model's odds are multiplied by the ratio of the prior odds (Bayes' rule). The decision and the answer stay
 those of the model's threshold.
-"""
-
-
-def text(key: str, **values: object) -> str:
-    """The message `key` with `values` filled in."""
-    return MESSAGES[key].format(**values) if values else MESSAGES[key]
+""",
+}

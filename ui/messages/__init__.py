@@ -1,0 +1,54 @@
+"""Every string the page shows, one table per language (en.py, fr.py, same keys). The page's fixed text goes to
+the browser through gr.I18n, which picks the visitor's language; the text made for each answer is written here in
+the language the request asks for. A key missing from a table is an error, never a silent fallback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gradio as gr
+from gradio.i18n import I18nData
+
+from ui.messages import en, fr
+
+TABLES: dict[str, dict[str, str]] = {"en": en.MESSAGES, "fr": fr.MESSAGES}
+DEFAULT_LANGUAGE = "en"
+
+
+def text(key: str, language: str, **values: object) -> str:
+    """The message `key` in `language` with `values` filled in; KeyError when that table lacks it."""
+    message = TABLES[language][key]
+    return message.format(**values) if values else message
+
+
+def language_of(request: gr.Request | None) -> str:
+    """The page's language for a request: French when the browser's first language is fr-*, else English
+    (the same choice gr.I18n makes from the browser's language)."""
+    header = request.headers.get("accept-language", "") if request is not None else ""
+    first = header.split(",")[0].split(";")[0].strip().lower()
+    return "fr" if first == "fr" or first.startswith("fr-") else DEFAULT_LANGUAGE
+
+
+class FixedText:
+    """The page's fixed text for gr.I18n: each message used is filled in for every language and named by a key."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, str]] = {language: {} for language in TABLES}
+
+    def __call__(self, key: str, **values: object) -> I18nData:
+        """The message `key`, filled in with `values`, as a translation the browser looks up."""
+        name = key if not values else "_".join([key, *(str(value) for value in values.values())])
+        name = name.replace(".", "_")  # the browser's i18n library reads dots as nesting
+        for language, table in self.tables.items():
+            table[name] = text(key, language, **values)
+        return I18nData(name)
+
+    def made(self, name: str, make: Callable[[str], str]) -> I18nData:
+        """Text made from the tables by `make(language)` (the initial model panel, say), as a translation."""
+        for language, table in self.tables.items():
+            table[name] = make(language)
+        return I18nData(name)
+
+    def i18n(self) -> gr.I18n:
+        """The translations of every message used so far."""
+        return gr.I18n(**self.tables)

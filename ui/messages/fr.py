@@ -1,0 +1,236 @@
+"""Le texte de la page en français : les mêmes clés que le tableau anglais (ui/messages/en.py)."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    # --- le texte fixe de la page (gr.I18n) ---
+    "page_title": "Démo pneumonie sur radiographie thoracique",
+    "title": "# Radiographie thoracique : pneumonie ou normale ?",
+    "subtitle": "Déposez une radiographie thoracique de face ou cliquez sur un exemple : un petit réseau de "
+                "neurones convolutif, entraîné sur des enfants et des adultes, répond et montre sur une carte de "
+                "chaleur où se trouvent ses indices.",
+    "disclaimer": "**Une démonstration, pas un dispositif médical.** Entraîné sur des radiographies thoraciques de "
+                  "face de deux hôpitaux, non autorisé par une autorité sanitaire ; il ne doit servir à "
+                  "diagnostiquer personne. Demandez l'avis d'un médecin.",
+    "image_tab": "Image",
+    "file_tab": "DICOM ou autre fichier",
+    "image_label": "Radiographie thoracique (JPEG, PNG…)",
+    "file_label": "Fichier DICOM (.dcm), TIFF ou toute autre image",
+    "analyze": "Analyser",
+    "examples_heading": "**Exemples** (cliquez sur l'un d'eux pour l'analyser)",
+    "gallery_child": "Enfants (Kermany et al. 2018, Guangzhou), jeu de test officiel",
+    "gallery_adult": "Adultes (RSNA Pneumonia Detection Challenge), jeu de test réservé ; les pneumonies portent "
+                     "les cadres tracés par les radiologues",
+    "no_examples": "_Aucun exemple n'est disponible ici (définissez EXAMPLES_DIR ou EXAMPLES_REPO)._",
+    "settings": "Réglages",
+    "method": "Méthode d'explication",
+    "boxes": "Afficher les cadres des radiologues",
+    "boxes_info": "Seuls les exemples de pneumonie chez l'adulte (jeu de test RSNA) en ont.",
+    "opacity": "Opacité de la carte de chaleur",
+    "version": "Version du modèle",
+    "version_info": "Versions publiées sur le Hub ; en choisir une la charge une fois et la garde.",
+    "version_info_unlisted": "Impossible d'obtenir la liste des versions (Hub désactivé ou injoignable) : seule la "
+                             "version {version} est servie.",
+    "prevalence": "Prévalence de la pneumonie là où la radiographie est lue (probabilité pré-test, %)",
+    "prevalence_info": "50 % par défaut ; par exemple 5 % en dépistage, 30 % aux urgences.",
+    "result_tab": "Résultat",
+    "lab_tab": "Laboratoire d'explications (comparer les méthodes)",
+    "heatmap": "Original et carte de chaleur (faites glisser le curseur)",
+    "probabilities": "Probabilités",
+    "details": "Détails : scores et seuil",
+    "student_note_title": "Comment lire la carte de chaleur (pour les étudiants)",
+    "json_title": "Résultat en JSON",
+    "model_title": "Modèle",
+    "curves": "Courbes de suppression et d'insertion",
+    "lab_json": "Comparaison en JSON",
+    "trained_map": "{method} : modèle entraîné",
+    "randomised_map": "{method} : couches hautes réinitialisées",
+    # --- la réponse ---
+    "class_PNEUMONIA": "PNEUMONIE",
+    "class_NORMAL": "NORMALE",
+    "decision_pneumonia": "**Le modèle voit des signes de pneumonie** (probabilité {percent:.0f} %). C'est une "
+                          "démonstration, pas un diagnostic.",
+    "decision_normal": "**Le modèle ne voit aucun signe de pneumonie** (probabilité de pneumonie {percent:.0f} %). "
+                       "C'est une démonstration, pas un diagnostic.",
+    "decision_uncertain": "**Le modèle ne peut pas trancher ; un médecin doit lire la radiographie** (probabilité "
+                          "de pneumonie {percent:.0f} %, dans sa zone d'incertitude).",
+    "heatmap_line": "Carte de chaleur : {method}, indices en faveur de : {label}.",
+    "boxes_hint": "_Les cadres des radiologues sont connus pour cette image : cochez « Afficher les cadres des "
+                  "radiologues »._",
+    "no_boxes": "Aucun cadre de radiologue n'est connu pour cette image : seuls les exemples de pneumonie chez "
+                "l'adulte en ont.",
+    "box_sentence": "La carte {method} de la classe {label} culmine **{where}** des cadres des radiologues ; "
+                    "{share:.0f} % de sa masse s'y trouve, {ratio:.1f} fois ce qu'y mettrait une carte uniforme.",
+    "box_sentence_empty": "La carte {method} de la classe {label} est vide (aucun pixel n'apporte d'indice "
+                          "positif) : rien à confronter aux cadres.",
+    "refusal": "**Cette image ressemble à {looks_like}, pas à une radiographie thoracique de face : déposez une "
+               "radiographie thoracique de face (PA ou AP).**",
+    "refusal_unknown": "**Cette image ne ressemble pas à une radiographie thoracique de face que le modèle sait "
+                       "lire : déposez une radiographie thoracique de face (PA ou AP).**",
+    "kind_lateral_chest": "une radiographie thoracique de profil",
+    "kind_other_body_part": "une radiographie d'une autre partie du corps",
+    "kind_turned_chest": "une radiographie thoracique tournée sur le côté ou à l'envers",
+    "kind_part_of_chest": "une partie seulement d'une radiographie thoracique",
+    "kind_not_xray": "une image qui n'est pas une radiographie",
+    "gate_details": "Filtre d'entrée : {scores} ; au total {evidence:.3g} pour une limite de {limit:.3g}. Le filtre "
+                    "compare l'image aux radiographies thoraciques de face sur lesquelles le modèle a été entraîné : "
+                    "une radiographie thoracique très différente de celles-ci, par exemple recadrée, tournée ou "
+                    "avec de larges bords, peut aussi être refusée.",
+    "gate_score": "{name} {value:.3g} (habituellement jusqu'à {base:.3g})",
+    "gate_score_feature_distance": "distance entre les caractéristiques du réseau et celles des radiographies "
+                                   "d'entraînement",
+    "gate_score_reconstruction_error": "erreur de reconstruction d'une vignette à partir des motifs des "
+                                       "radiographies d'entraînement",
+    "gate_score_not_frontal_chest": "log-cote, selon le classifieur du filtre, que ce ne soit pas une "
+                                    "radiographie thoracique de face",
+    "details_prediction": "Probabilité de pneumonie {percent:.1f} % pour un seuil de décision de "
+                          "{threshold:.1f} %.{band}",
+    "details_band": " Entre {low:.0f} % et {high:.0f} %, le modèle ne répond pas (zone d'incertitude).",
+    "details_no_band": " Cette version du modèle n'a pas de zone d'incertitude : elle répond toujours.",
+    "prevalence_result": "**Pour une prévalence de {prevalence:.0f} % : probabilité de pneumonie "
+                         "{percent:.0f} %.**",
+    "prevalence_why": "La probabilité est calibrée pour des radiographies dont {calibrated:.0f} % montrent une "
+                      "pneumonie. Là où la pneumonie est plus rare (dépistage), la même radiographie a moins de "
+                      "chances d'en montrer une, et là où elle est plus fréquente (urgences), davantage : c'est le "
+                      "théorème de Bayes appliqué aux cotes, à partir de la probabilité pré-test.",
+    "prevalence_unavailable": "_Le réglage de prévalence n'est pas disponible pour cette version du modèle : elle "
+                              "n'indique pas la prévalence pour laquelle sa probabilité est calibrée._",
+    # --- les exemples ---
+    "example_caption": "{label}, {kind}",
+    "reference": "Diagnostic des radiologues : **{label}**, {source} ({kind}).",
+    "source_chest_xray": "jeu de test Kermany",
+    "source_rsna_pneumonia": "jeu de test RSNA",
+    "example_typical": "typique",
+    "example_borderline": "limite",
+    "example_misclassified": "mal classé",
+    # --- les erreurs du visiteur ---
+    "mistake_title": "Analyse impossible",
+    "no_image": "Déposez d'abord une radiographie thoracique ou cliquez sur l'un des exemples.",
+    "two_images": "Deux images ont été données (une image et un fichier) : n'en envoyez qu'une.",
+    "file_gone": "Le fichier déposé n'est plus conservé : déposez-le à nouveau.",
+    "unknown_version": "La version {version} du modèle ne peut pas être servie ; versions disponibles : "
+                       "{available}.",
+    "unknown_version_unlisted": "La version {version} du modèle ne peut pas être servie, et la liste des versions "
+                                "est inaccessible (Hub désactivé ou injoignable).",
+    "prevalence_out_of_range": "la prévalence doit être strictement comprise entre 0 et 1, et non {value}.",
+    "none_available": "aucune",
+    "decode_not_found": "Le fichier est introuvable : déposez-le à nouveau.",
+    "decode_unopenable": "Le fichier n'a pas pu être ouvert : déposez-le à nouveau.",
+    "decode_too_slow": "La lecture de l'image a pris plus de {seconds:g} secondes et a été arrêtée. Déposez un "
+                       "JPEG ou un PNG plus petit.",
+    "decode_too_many_pixels": "L'image dépasse {limit:,} pixels : déposez-en une plus petite.",
+    "decode_too_many_bytes": "Le fichier pèse {megabytes:.1f} Mo, au-delà de la limite de {limit:.0f} Mo.",
+    "decode_too_small": "L'image fait {width}x{height} pixels : trop petite pour être lue ; chaque côté doit "
+                        "mesurer au moins {minimum} pixels.",
+    "decode_out_of_memory": "L'image est trop grande pour être décodée sur ce serveur.",
+    "decode_damaged": "Le fichier est endommagé ou incomplet (il a peut-être été tronqué pendant l'envoi) : il n'a "
+                      "pas pu être lu comme une image.",
+    "decode_blank": "L'image est uniforme : tous ses pixels ont la même valeur.",
+    "decode_invalid_pixels": "L'image contient des valeurs de pixel invalides (non numériques ou infinies).",
+    "decode_empty": "Le fichier est vide.",
+    "decode_not_an_image": "Le fichier est {kind}, pas une image. Déposez la radiographie au format JPEG, PNG, "
+                           "TIFF, WebP, BMP, GIF ou DICOM.",
+    "decode_unknown_format": "Le fichier n'est pas dans un format d'image que cette application sait lire. Déposez "
+                             "la radiographie au format JPEG, PNG, TIFF, WebP, BMP, GIF ou DICOM.",
+    "decode_dicom_without_image": "Le fichier est un DICOM sans image (pas de données de pixels) ; c'est peut-être "
+                                  "un compte rendu ou un index. Déposez l'image radiographique elle-même.",
+    "decode_dicom_colour_layout": "Ce fichier DICOM code ses pixels en « {layout} », que cette application ne sait "
+                                  "pas afficher. Exportez la radiographie en DICOM en niveaux de gris "
+                                  "(MONOCHROME), en PNG ou en JPEG.",
+    "decode_dicom_compressed": "Ce fichier DICOM est compressé d'une façon que cette application ne sait pas "
+                               "décoder ({compression}). Exportez-le sans compression, ou en PNG ou JPEG.",
+    "non_image_pdf": "un document PDF",
+    "non_image_zip": "une archive ZIP",
+    "non_image_gzip": "une archive compressée (gzip)",
+    "non_image_web_page": "une page web",
+    "non_image_xml": "un document XML",
+    "non_image_svg": "un dessin SVG",
+    "non_image_heif": "une photo HEIC ou AVIF",
+    "non_image_text": "un fichier texte",
+    # --- le laboratoire d'explications ---
+    "analyse_first": "Analysez d'abord une image : le laboratoire explique l'image de l'onglet Résultat.",
+    "lab_refused": "Le filtre d'entrée a refusé cette image : il n'y a rien à expliquer.",
+    "lab_intro": "La carte des indices en faveur de **{label}** (la décision du modèle) selon chaque méthode, les "
+                 "{count} en {ms:.0f} ms. La seconde image de chacune est la carte d'une copie du modèle dont les "
+                 "couches hautes sont réinitialisées au hasard (le test de cohérence).",
+    "lab_same_maps": "{first} et {others} donnent ici la même carte (voir Comment lire la carte de chaleur).",
+    "and": " et ",
+    "caption": "**{method}** : {ms:.0f} ms{boxes}{sanity}",
+    "caption_box": " ; pic {where} des cadres, {share:.0f} % de la masse de la carte dans ceux-ci",
+    "caption_box_empty": " ; carte vide",
+    "caption_sanity": " ; test de cohérence rho {rho:.2f}, {verdict}",
+    "caption_sanity_pending": " ; test de cohérence en cours…",
+    "inside": "à l'intérieur",
+    "outside": "en dehors",
+    "passes": "réussi",
+    "fails": "**échoué**",
+    "sanity_title": "**Test de cohérence : randomisation des paramètres du modèle** (Adebayo et al. 2018). Une "
+                    "méthode le réussit quand la corrélation de rang de Spearman entre sa carte et celle de la copie "
+                    "dont les couches hautes (`{layers}`) sont réinitialisées reste inférieure à {limit} en valeur "
+                    "absolue.",
+    "sanity_header": "| méthode | rho de Spearman | test de cohérence |\n|---|---:|---|",
+    "sanity_row": "| {method} | {rho:.2f} | {verdict} |",
+    "passed": "réussi",
+    "failed": "**échoué**",
+    "faithfulness_title": "**Suppression et insertion** (Petsiuk et al. 2018) pour la probabilité de {label} : les "
+                          "pixels que chaque carte classe en premier sont floutés d'abord (suppression), ou restaurés "
+                          "d'abord dans une copie floutée (insertion).",
+    "faithfulness_header": "| méthode | aire sous la courbe de suppression (plus basse = mieux) | aire sous la "
+                           "courbe d'insertion (plus haute = mieux) |\n|---|---:|---:|",
+    "faithfulness_row": "| {method} | {deletion:.3f} | {insertion:.3f} |",
+    "faithfulness_baseline": "La copie entièrement floutée obtient à elle seule {blurred:.2f} pour {label} : aucune "
+                             "courbe de suppression ne peut descendre plus bas, quelle que soit la carte. Nos "
+                             "modèles lisent un cliché flou comme une pneumonie (le flou ressemble à une opacité), "
+                             "si bien que la courbe de suppression d'une carte de PNEUMONIE reste haute.",
+    "curve_deletion": "Suppression : pixels les mieux classés floutés d'abord (aire basse = mieux)",
+    "curve_insertion": "Insertion : pixels les mieux classés restaurés d'abord (aire haute = mieux)",
+    "curve_probability": "probabilité de {label}",
+    "curve_share": "part des pixels modifiés",
+    # --- le panneau du modèle ---
+    "panel_repository": "**Dépôt :** [{repo}](https://huggingface.co/{repo})",
+    "panel_revision": "**Révision :** `{revision}` (commit `{commit}`)",
+    "panel_card": "**Fiche du modèle (en anglais) :** [README.md](https://huggingface.co/{repo}/blob/{commit}/"
+                  "README.md)",
+    "panel_bundled": "**Source : le modèle fourni avec ce Space** (`model/`), car {reason}. Sa fiche est "
+                     "`model_card.md` parmi les fichiers du Space.",
+    "fallback_offline": "HF_HUB_OFFLINE est défini",
+    "fallback_timeout": "le Hub n'a pas fourni le modèle à temps",
+    "fallback_corrupt": "le téléchargement était corrompu",
+    "fallback_unreachable": "le Hub était injoignable ou a refusé la requête",
+    "panel_version": "**Version :** {version} · architecture `{architecture}`, entrée de {size}x{size}, seuil de "
+                     "décision {threshold:.2f}",
+    "panel_gate_on": "**Filtre d'entrée :** actif : les images qui ne ressemblent pas à une radiographie "
+                     "thoracique sont refusées",
+    "panel_gate_off": "**Filtre d'entrée :** aucun dans cette version du modèle : toute image reçoit une réponse",
+    "panel_tests": "**Jeux de test :**",
+    "panel_test_row": "- {source} : {n} images, exactitude {accuracy:.3f}, AUC {auc:.3f}, sensibilité "
+                      "{sensitivity:.3f}, spécificité {specificity:.3f}",
+    "source_name_chest_xray": "enfants (Kermany et al. 2018, jeu de test officiel)",
+    "source_name_rsna_pneumonia": "adultes (RSNA, jeu de test réservé)",
+    "untagged": "sans étiquette",
+    # --- pour les étudiants ---
+    "student_note": """
+**Comment lire la carte de chaleur.** Les couleurs chaudes marquent les régions dont les caractéristiques ont
+fait monter le score de la classe choisie par le modèle (Grad-CAM : les gradients de ce score pondèrent les
+cartes de caractéristiques de la dernière couche de convolution). La carte est grossière : elle vient d'une
+grille de {grid}x{grid}, agrandie à la taille de l'image. SmoothGrad est d'une autre nature : l'amplitude du
+gradient du score en chaque pixel, moyennée sur des copies bruitées ; la carte est nette mais montre les
+pixels auxquels le score est *sensible*, pas l'endroit où se trouvent les indices.
+
+**Ce qu'elle ne prouve pas.** Une carte de chaleur sur les poumons ne signifie pas que le modèle a raison, et
+elle ne montre pas *ce que* le modèle y a vu. De la chaleur sur des marqueurs écrits, sur le bord de l'image ou
+hors du corps trahit un raccourci. Les méthodes résument différemment le même réseau ; là où elles divergent,
+aucune n'est la vérité. (Sur un réseau qui se termine par une moyenne globale et une seule couche linéaire,
+comme celui-ci, Grad-CAM++ et Layer-CAM donnent la même carte.) Les cartes de saillance peuvent tromper
+(Adebayo et al. 2018) ; le laboratoire d'explications vous permet de vérifier une carte vous-même : les cadres
+des radiologues (le pic de la carte tombe-t-il dans l'un d'eux, et quelle part de sa masse s'y trouve ?), le
+test de cohérence (la même carte calculée sur une copie du modèle dont les couches hautes sont réinitialisées :
+si elle change à peine, |rho| de {max_rho} ou plus, elle montre des contours, pas ce que le modèle a appris) et
+la suppression et l'insertion (flouter les pixels que la carte classe en premier et regarder la probabilité
+chuter).
+
+**Prévalence.** La même radiographie donne une autre probabilité là où la pneumonie est plus rare ou plus
+fréquente : la cote du modèle est multipliée par le rapport des cotes pré-test (théorème de Bayes). La décision
+et la réponse restent celles du seuil de décision du modèle.
+""",
+}
