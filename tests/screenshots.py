@@ -7,10 +7,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from cxr_pneumonia.config import DEFAULT_DATA_DIR
-from tests.browser_app import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, REPO_ROOT, running_app
+from tests.browser_app import DESKTOP, PHONE, REPO_ROOT, headless_chromium, running_app
 
 DOCS = REPO_ROOT / "docs"
 KNEE = next(iter(sorted((DEFAULT_DATA_DIR.parent / "other_radiographs" / "knee").iterdir())))
@@ -53,14 +53,12 @@ def english_pages(browser: Browser, url: str, size: str, viewport: dict) -> None
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as workdir, running_app(Path(workdir), 60) as url, \
-            sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            headless_chromium() as browser:
         for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             english_pages(browser, url, size, viewport)
             page = open_example(browser, url, viewport, "fr-FR")
             shoot(page, f"result-fr-{size}")
             page.context.close()
-        browser.close()
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from cxr_pneumonia.config import DEFAULT_DATA_DIR
 from cxr_pneumonia.explain import METHODS
-from tests.browser_app import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, running_app
+from tests.browser_app import CHROMIUM, DESKTOP, PHONE, headless_chromium, running_app
 
 PNEUMONIA_IMAGE = DEFAULT_DATA_DIR / "test" / "PNEUMONIA" / "person100_bacteria_475.jpg"
 NORMAL_IMAGE = DEFAULT_DATA_DIR / "test" / "NORMAL" / "IM-0001-0001.jpg"
@@ -38,11 +38,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
 
 @pytest.fixture(scope="module")
 def browser(app) -> Iterator[Browser]:
-    """Debian's headless Chromium (never Playwright's download)."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with headless_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 def open_page(browser: Browser, url: str, viewport: dict) -> Page:

@@ -7,9 +7,9 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.browser_app import CHROMIUM, CHROMIUM_ARGS, DESKTOP, running_app
+from tests.browser_app import CHROMIUM, DESKTOP, headless_chromium, running_app
 from ui.messages import TABLES
 
 UI_MS = 60_000
@@ -27,10 +27,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(app) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with headless_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 def page_in(browser: Browser, url: str, locale: str) -> Page:
