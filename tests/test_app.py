@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -173,6 +173,14 @@ def galleries(app) -> dict[str, Any]:
             if isinstance(block, gr.Gallery) and (block.elem_id or "").startswith("examples-")}
 
 
+ENGLISH = SimpleNamespace(headers={"accept-language": "en-US,en"})  # a request from an English browser
+
+
+def gallery_load(app) -> int:
+    """The page's load event that captions the example galleries."""
+    return next(index for index, fn in app.demo.fns.items() if fn.name == "handle" and not fn.inputs)
+
+
 def test_examples_are_children_and_adults_shown_as_thumbnails(app):
     shown = {(item.example.population, item.example.label) for item in app.examples}
     assert shown == {(population, label) for population in ("child", "adult") for label in ("NORMAL", "PNEUMONIA")}
@@ -181,14 +189,17 @@ def test_examples_are_children_and_adults_shown_as_thumbnails(app):
     boxed = [item for item in app.examples if item.boxes]
     assert boxed and all(item.example.population == "adult" and item.example.label == "PNEUMONIA" for item in boxed)
     assert set(galleries(app)) == {"child", "adult"}
+    captioned = dict(zip(galleries(app), app.demo.fns[gallery_load(app)].fn(ENGLISH), strict=True))
     for population, gallery in galleries(app).items():
         items = [item for item in app.examples if item.example.population == population]
-        assert [entry["caption"] for entry in gallery.value] == [f"{item.example.label}, {item.example.kind}"
-                                                                 for item in items]
+        assert [entry["caption"] for entry in captioned[population].value] == [
+            f"{item.example.label}, {item.example.kind}" for item in items]
         for entry in gallery.value:
             thumbnail = Image.open(entry["image"]["path"])
             assert thumbnail.format == "JPEG" and max(thumbnail.size) <= THUMBNAIL_SIDE
-    assert "radiologists' boxes" in galleries(app)["adult"].label
+    adult_label = galleries(app)["adult"].label.key
+    assert "radiologists' boxes" in app.demo.page_i18n.translations_dict["en"][adult_label]
+    assert "cadres tracés par les radiologues" in app.demo.page_i18n.translations_dict["fr"][adult_label]
 
 
 def test_an_example_with_boxes_gets_the_hit_test_and_the_mass_share(client, app, data_dir):
@@ -249,12 +260,12 @@ def test_opacity_boxes_and_prevalence_reuse_the_result_and_a_method_change_only_
     item = boxed_example(app)
     current = handlers.analyse_path(str(item.path), "Grad-CAM", 0.4, "", False, item)
     calls = ModelCalls(monkeypatch, current.prepared.loaded.explainer)
-    reblended = handlers.on_blend(current, 0.9, True, 0.3)
+    reblended = handlers.on_blend(ENGLISH, current, 0.9, True, 0.3)
     assert (calls.full, calls.maps) == (0, 0)
     assert magenta_pixels(reblended[1][1]) > 100 and "radiologists' boxes" in reblended[0]
-    handlers.on_prevalence(current, 0.05)
+    handlers.on_prevalence(ENGLISH, current, 0.05)
     assert (calls.full, calls.maps) == (0, 0)
-    remapped = handlers.on_method(current, "Layer-CAM", 0.4, False, 0.5)
+    remapped = handlers.on_method(ENGLISH, current, "Layer-CAM", 0.4, False, 0.5)
     assert (calls.full, calls.maps) == (0, 1)
     assert "Heatmap: Layer-CAM" in remapped[0] and remapped[-1].analysis.method == "Layer-CAM"
 
@@ -262,12 +273,12 @@ def test_opacity_boxes_and_prevalence_reuse_the_result_and_a_method_change_only_
 def test_the_lab_gives_every_map_the_sanity_check_and_the_curves(app, handlers):
     item = boxed_example(app)
     current = handlers.analyse_path(str(item.path), "Grad-CAM", 0.4, "", True, item)
-    summary, *rest = handlers.on_lab_maps(current, 0.4)
+    summary, *rest = handlers.on_lab_maps(ENGLISH, current, 0.4)
     maps, captions = rest[:len(METHODS)], rest[len(METHODS):2 * len(METHODS)]
     comparison = rest[-1]
     assert "evidence for" in summary and all(Path(path).is_file() for path in maps)
     assert all("sanity check running" in caption for caption in captions)
-    checks = handlers.on_lab_checks(current, comparison, 0.4)
+    checks = handlers.on_lab_checks(ENGLISH, current, comparison, 0.4)
     captions = checks[len(METHODS):2 * len(METHODS)]
     for method, caption in zip(METHODS, captions, strict=True):
         assert caption.startswith(f"**{method}**: ") and " ms; peak " in caption and " rho " in caption
@@ -365,13 +376,13 @@ def test_a_model_with_a_band_says_uncertain_and_moves_with_the_prevalence(hub, t
         page = PageHandlers(service, workers, [], retention_seconds=60)
         current = page.analyse_path(str(data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg"), "Grad-CAM", 0.4, "",
                                     False)
-        decision, _, _, prevalence_text, _, _, _, result, _ = page.result(current, 0.5)
+        decision, _, _, prevalence_text, _, _, _, result, _ = page.result(current, 0.5, "en")
         assert "cannot tell; a clinician must read the X-ray" in decision and result["answer"] == "UNCERTAIN"
         assert "At a prevalence of 50 %" in prevalence_text and "Bayes' rule" in prevalence_text
         assert result["label"] in ("NORMAL", "PNEUMONIA")
         calls = ModelCalls(monkeypatch, current.prepared.loaded.explainer)
-        screening, screening_json = page.on_prevalence(current, 0.05)
-        emergency, _ = page.on_prevalence(current, 0.30)
+        screening, screening_json = page.on_prevalence(ENGLISH, current, 0.05)
+        emergency, _ = page.on_prevalence(ENGLISH, current, 0.30)
         assert (calls.full, calls.maps) == (0, 0)
         probability = result["pneumonia_probability"]
         expected = probability_at_prevalence(probability, 0.05, 0.5)

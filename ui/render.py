@@ -136,12 +136,18 @@ def model_markdown(info: Mapping, language: str) -> str:
     lines.append(text("panel_version", language, version=info["version"] or text("untagged", language),
                       architecture=info["architecture"], size=info["image_size"], threshold=info["threshold"]))
     lines.append(text("panel_gate_on" if info["input_gate"] else "panel_gate_off", language))
-    rows = [text("panel_test_row", language, source=text(f"source_name_{source}", language), **metrics)
+    rows = [text("panel_test_row", language, source=source_name(source, language), **metrics)
             for source, metrics in info.get("test_by_source", {}).items()
             if all(metrics.get(key) is not None for key in ("n", "accuracy", "auc", "sensitivity", "specificity"))]
     if rows:
         lines.append("\n".join([text("panel_tests", language), *rows]))
     return "\n\n".join(lines)
+
+
+def source_name(source: str, language: str) -> str:
+    """A data set in words; one the tables do not know (a test model's, say) by its own identifier."""
+    key = f"source_name_{source}"
+    return text(key, language) if key in TABLES[language] else source
 
 
 def student_note(info: Mapping) -> dict[str, object]:
