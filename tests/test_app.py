@@ -199,8 +199,9 @@ def test_examples_are_children_and_adults_shown_as_thumbnails(app):
         for entry in gallery.value:
             thumbnail = Image.open(entry["image"]["path"])
             assert thumbnail.format == "JPEG" and max(thumbnail.size) <= THUMBNAIL_SIDE
-    english = app.demo.page_i18n.translations_dict["en"]
-    assert "radiologists' boxes" in english[galleries(app)["adult"].label.key]
+    adult_label = galleries(app)["adult"].label.key
+    assert "radiologists' boxes" in app.demo.page_i18n.translations_dict["en"][adult_label]
+    assert "cadres tracés par les radiologues" in app.demo.page_i18n.translations_dict["fr"][adult_label]
 
 
 def test_an_example_with_boxes_gets_the_hit_test_and_the_mass_share(client, app, data_dir):

@@ -47,7 +47,9 @@ class ApiEndpoints:
         analysis = current.analysis
         panel = render.model_markdown(analysis.model_info, LANGUAGE)
         if analysis.refused:
-            return (None, render.refusal_sentence(analysis.gate, LANGUAGE), None, None, panel,
+            original = cache_jpeg(analysis.original)
+            remove_later([original], self.handlers.retention_seconds)
+            return (None, render.refusal_sentence(analysis.gate, LANGUAGE), original, None, panel,
                     analysis.as_json(prevalence))
         images = [cache_jpeg(analysis.original), cache_jpeg(analysis.overlay)]
         remove_later(images, self.handlers.retention_seconds)
