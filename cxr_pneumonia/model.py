@@ -14,10 +14,10 @@ import tensorflow as tf
 
 from cxr_pneumonia.config import (
     CONFIG_FILENAME,
-    UNCERTAIN,
     LABELS,
     METRICS_FILENAME,
     MODEL_FILENAME,
+    UNCERTAIN,
 )
 from cxr_pneumonia.folding import fold_batch_norms
 from cxr_pneumonia.gate import InputGate, load_gate
