@@ -74,6 +74,20 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
     return float(error)
 
 
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> tuple[list, list, list]:
+    """Mean predicted probability, observed frequency and count of each non-empty equal-width bin."""
+    edges = np.linspace(0, 1, bins + 1)
+    indices = np.clip(np.digitize(probabilities, edges[1:-1], right=True), 0, bins - 1)
+    centres, observed, counts = [], [], []
+    for index in range(bins):
+        members = indices == index
+        if members.any():
+            centres.append(probabilities[members].mean())
+            observed.append(labels[members].mean())
+            counts.append(int(members.sum()))
+    return centres, observed, counts
+
+
 def bootstrap_auc_interval(
     labels: np.ndarray, scores: np.ndarray, rounds: int = 1000, seed: int = 0
 ) -> list[float]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr_pneumonia.config import IMAGE_FILE_SUFFIXES
 from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.metrics import binary_report
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
@@ -38,8 +39,6 @@ from training.data import (
 )
 
 BATCH_SIZE = 64
-# Files --not-cxr counts, by name: the suffixes the app reads, and none (DICOM files often have none).
-IMAGE_FILE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".dcm", ".dicom", ""}
 ALL_FOLDERS = "all"
 POOLED = "pooled"
 
