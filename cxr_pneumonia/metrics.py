@@ -17,11 +17,11 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     if len(positives) == 0 or len(negatives) == 0:
         return float("nan")
     order = np.argsort(scores, kind="mergesort")
+    # Each run of tied scores gets the mean of its 1-based positions (vectorised: the bootstrap calls this often).
+    starts = np.r_[0, np.flatnonzero(np.diff(scores[order])) + 1]
+    ends = np.r_[starts[1:], len(scores)]
     ranks = np.empty(len(scores), dtype=np.float64)
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(scores):  # average ranks of ties
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
+    ranks[order] = np.repeat((starts + 1 + ends) / 2, ends - starts)
     positive_rank_sum = ranks[labels].sum()
     n_pos, n_neg = len(positives), len(negatives)
     return float((positive_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
@@ -101,6 +101,8 @@ def bootstrap_auc_interval(
         if labels[sample].all() or not labels[sample].any():
             continue
         values.append(roc_auc(labels[sample], scores[sample]))
+    if not values:  # one class only: there is no AUC to resample
+        return [float("nan"), float("nan")]
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
