@@ -13,6 +13,7 @@ import csv
 import io
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,12 @@ RELIABILITY_BINS = 10
 def run_here(task: Callable[[], T]) -> T:
     """Run a batch in the calling thread (the command line's and the tests' way)."""
     return task()
+
+
+def on_executor(workers: Executor) -> Run:
+    """Run each batch as its own task on `workers` (the model threads): one at a time, so an evaluation holds at
+    most one thread, and each queued behind the requests already waiting (the pool takes tasks in order)."""
+    return lambda task: workers.submit(task).result()
 
 
 def score_batch(model: PneumoniaModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

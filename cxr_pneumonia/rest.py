@@ -4,12 +4,16 @@
                        -> [{"label": "PNEUMONIA", "score": p}, {"label": "NORMAL", "score": 1 - p}]
     POST /v1/explain   the same inputs, parameters method, version and opacity -> the analysis and its heatmap
     POST /v1/compare   the same inputs, parameters version and opacity -> the analysis and every method's heatmap
+    POST /v1/evaluate  a zip of labelled X-rays (application/zip, or a multipart file; ?version=) -> the metrics on
+                       them, as training.evaluate computes them, and one row per image (cxr_pneumonia.evaluation)
     GET  /v1/model     where the model came from and its test metrics (?version=v1.0.0 for another version)
 
 Parameters may also be sent in the query string (?top_k=1), the way to pass them with raw bytes. The body's
 kind is sniffed from its bytes, never taken from Content-Type (curl sends images as form data). Errors answer
 {"error": message}: 400, 413 or 415 for what the decoder refuses, 422 when the input gate refuses the image,
-503 (with Retry-After) when more requests are already waiting for the model than the app allows.
+503 (with Retry-After) when more requests are already waiting for the model than the app allows. An evaluation
+counts as one request; its batches run on the model threads one at a time, each queued behind the requests
+already waiting, so it holds at most one model thread and single images are served between its batches.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import base64
 import binascii
 import json
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any
@@ -27,11 +32,15 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cxr_pneumonia.config import DEFAULT_OPACITY, MAX_REQUEST_BYTES
+from cxr_pneumonia.config import DEFAULT_OPACITY, MAX_REQUEST_BYTES, MAX_ZIP_TOTAL_BYTES
+from cxr_pneumonia.evaluation import evaluate_archive, on_executor
 from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS
 from cxr_pneumonia.imaging import ImageDecodeError, ImageTooLargeError, UnsupportedImageError, check_file_size
+from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
 from cxr_pneumonia.service import Analysis, PneumoniaService, encode_jpeg
 
 API_PREFIX = "/v1"
@@ -39,6 +48,7 @@ CLASSIFY_PARAMETERS = ("top_k",)
 EXPLAIN_PARAMETERS = ("method", "version", "opacity")
 COMPARE_PARAMETERS = ("version", "opacity")
 _SNIFF_BYTES = 64
+SPOOL_BYTES = 8 * 1024 * 1024  # an uploaded zip past this goes to a temporary file, not memory
 BUSY_MESSAGE = "The server is busy with other requests. Please try again in a few seconds."
 RETRY_AFTER_SECONDS = 5
 log = logging.getLogger(__name__)
@@ -95,6 +105,17 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
     async def compare(request: Request) -> JSONResponse:
         return await answer(on_workers(lambda body, query: compare_body(service, body, query), request))
 
+    @api.post("/evaluate")
+    async def evaluate(request: Request, version: str = "") -> JSONResponse:
+        nonlocal in_flight
+        if max_in_flight is not None and in_flight >= max_in_flight:
+            return ApiError(503, BUSY_MESSAGE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}).response()
+        in_flight += 1
+        try:
+            return await answer(evaluate_request(service, workers, request, version or None))
+        finally:
+            in_flight -= 1
+
     @api.get("/model")
     async def model(version: str = "") -> JSONResponse:
         return await answer(run_in_threadpool(lambda: JSONResponse(service.model(version or None).info())))
@@ -114,6 +135,8 @@ async def answer(respond: Awaitable[JSONResponse]) -> JSONResponse:
         return error.response()
     except ImageDecodeError as error:
         return ApiError(decode_error_status(error), str(error)).response()
+    except ArchiveError as error:
+        return ApiError(error.status, str(error)).response()
     except Exception:
         log.exception("REST request failed")
         return ApiError(500, "The server failed to process this request. Please try again later.").response()
@@ -138,6 +161,61 @@ async def read_body(request: Request) -> bytes:
         body += chunk
         check_request_size(len(body))
     return bytes(body)
+
+
+async def evaluate_request(service: PneumoniaService, workers: Executor, request: Request,
+                           version: str | None) -> JSONResponse:
+    """The evaluation of the uploaded zip: read and extracted in a plain thread, its batches on the model threads."""
+    with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as body:
+        await spool_body(request, body)
+        upload = await multipart_file(request, body)
+        try:
+            def run() -> dict[str, Any]:
+                model = service.model(version).model
+                with open_labelled_zip(upload.file if upload else body) as archive:
+                    return evaluate_archive(model, archive, on_executor(workers)).as_json()
+
+            return JSONResponse(await run_in_threadpool(run))
+        finally:
+            if upload is not None:
+                await upload.close()
+
+
+async def spool_body(request: Request, sink: Any) -> None:
+    """Copy the request body into `sink`, refusing (413) a body declared or found over MAX_ZIP_TOTAL_BYTES."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ZIP_TOTAL_BYTES:
+        raise ApiError(413, zip_too_large_message())
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_ZIP_TOTAL_BYTES:
+            raise ApiError(413, zip_too_large_message())
+        sink.write(chunk)
+    sink.seek(0)
+
+
+def zip_too_large_message() -> str:
+    return f"The upload is over {MAX_ZIP_TOTAL_BYTES / 1e6:,.0f} MB. Split the images into smaller zips."
+
+
+async def multipart_file(request: Request, body: Any) -> UploadFile | None:
+    """The file of a multipart/form-data body (parsed from the spooled copy), or None for a raw zip body."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return None
+
+    async def chunks():
+        while chunk := body.read(SPOOL_BYTES):
+            yield chunk
+
+    try:
+        form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=10).parse()
+    except MultiPartException as error:
+        raise ApiError(400, f"The multipart body cannot be read ({error.message}).") from None
+    files = [value for value in form.values() if isinstance(value, UploadFile)]
+    if not files:
+        raise ApiError(400, "The multipart body has no file: send the zip as a file field, e.g. curl -F file=@x.zip.")
+    return files[0]
 
 
 def check_request_size(size: int) -> None:
