@@ -33,6 +33,7 @@ from cxr_pneumonia.imaging import ImageDecodeError, read_image_file
 from cxr_pneumonia.lab import curves_figure
 from cxr_pneumonia.rest import API_PREFIX, create_rest_api
 from cxr_pneumonia.service import Analysis, Comparison, LabChecks, PneumoniaService, box_sentence, encode_jpeg
+from ui.your_data import build_your_data_tab
 
 CONCURRENCY_LIMIT = int(os.environ.get("CONCURRENCY_LIMIT", "2"))  # requests computed at once; README "Performance"
 MAX_QUEUE_SIZE = 64  # requests waiting for the model, on the page's queue and on the REST API's each
@@ -411,6 +412,8 @@ with gr.Blocks(title="Chest X-ray pneumonia demo", analytics_enabled=False) as d
                 gr.Markdown(HEATMAP_NOTE)
             with gr.Accordion("Result as JSON", open=False):
                 json_output = gr.JSON(label="Result")
+    with gr.Tabs():
+        build_your_data_tab(service, model_workers)
     with gr.Accordion("Model", open=True):
         model_panel = gr.Markdown(model_markdown(service.default.info()), elem_id="model-panel")
 
