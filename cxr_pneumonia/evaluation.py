@@ -10,43 +10,68 @@ refuses still counts with its probability); the share it refused is reported bes
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from cxr_pneumonia.config import EVALUATION_BATCH_SIZE, LABELS, POSITIVE_LABEL, UNCERTAIN
 from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.labelled_zip import ArchiveError, ArchiveImage, LabelledArchive, missing_labels_message
 from cxr_pneumonia.metrics import binary_report, confusion, reliability_bins, roc_curve
-from cxr_pneumonia.model import PneumoniaModel, answer
+from cxr_pneumonia.model import PneumoniaModel, answer, calibrated_probability
 
 T = TypeVar("T")
-Run = Callable[[Callable[[], T]], T]  # runs one batch's work, e.g. on the model threads
+Submit = Callable[[Callable[[], T]], Future[T]]  # runs one batch's scoring, e.g. on the model threads
 Progress = Callable[[int, int], None]  # (images done, images in all)
 CSV_COLUMNS = ("file", "label", "probability", "predicted", "answer", "uncertain", "refused", "error")
 RELIABILITY_BINS = 10
 
 
-def run_here(task: Callable[[], T]) -> T:
-    """Run a batch in the calling thread (the command line's and the tests' way)."""
-    return task()
+def submit_here(task: Callable[[], T]) -> Future[T]:
+    """Run a batch's scoring in the calling thread (the command line's and the tests' way), as a done future."""
+    future: Future[T] = Future()
+    future.set_result(task())
+    return future
 
 
-def on_executor(workers: Executor) -> Run:
-    """Run each batch as its own task on `workers` (the model threads): one at a time, so an evaluation holds at
+def on_executor(workers: Executor) -> Submit:
+    """Score each batch as its own task on `workers` (the model threads): one at a time, so an evaluation holds at
     most one thread, and each queued behind the requests already waiting (the pool takes tasks in order)."""
-    return lambda task: workers.submit(task).result()
+    return workers.submit
+
+
+@functools.cache
+def batch_scorer(model: PneumoniaModel) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
+    """A compiled pass giving a batch's pneumonia logits and, with an input gate, the gate's outputs: the network
+    runs once for both (the explainer's Grad-CAM pass does the same for one image)."""
+    network = model.inference_model
+    outputs = [network.outputs[0], *([model.gate.outputs(network)] if model.gate.present else [])]
+    extractor = keras.Model(network.inputs, outputs)
+    size = model.config.image_size
+    compiled = tf.function(lambda batch: extractor(batch, training=False),
+                           input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)]).get_concrete_function()
+
+    def score(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, *gate = compiled(tf.convert_to_tensor(batch, tf.float32))
+        return logits.numpy().reshape(-1), gate[0].numpy() if gate else None
+
+    return score
 
 
 def score_batch(model: PneumoniaModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated pneumonia probabilities and the input gate's refusals (booleans) of a batch of model inputs."""
-    return model.probabilities(batch), model.gate.refused(batch)
+    logits, gate_outputs = batch_scorer(model)(batch)
+    probabilities = calibrated_probability(logits, model.config.temperature, model.config.logit_offset)
+    return probabilities, model.gate.refused(batch, gate_outputs)
 
 
 def labelled_report(model: PneumoniaModel, labels: np.ndarray, probabilities: np.ndarray,
@@ -85,23 +110,32 @@ class ImageResult:
                 if self.answer else None, "refused": self.refused, "error": self.error}
 
 
-def analyse_batch(model: PneumoniaModel, images: Sequence[ArchiveImage]) -> list[ImageResult]:
-    """Read, preprocess and score one batch of extracted images; a file the decoder refuses keeps its reason."""
-    inputs, readable, results = [], [], {}
-    for index, image in enumerate(images):
+Read = list[np.ndarray | str]  # per image of a batch: its model input, or why it could not be read
+
+
+def read_batch(model: PneumoniaModel, images: Sequence[ArchiveImage]) -> Read:
+    """Each extracted image read and preprocessed as the app does, or the reason it could not be."""
+    read: Read = []
+    for image in images:
         if image.path is None:
-            results[index] = ImageResult(image.name, image.label, error=image.error)
+            read.append(image.error or "")
             continue
         try:
-            inputs.append(model.preprocess_file(image.path))
-            readable.append(index)
+            read.append(model.preprocess_file(image.path))
         except ImageDecodeError as error:
-            results[index] = ImageResult(image.name, image.label, error=str(error))
-    if inputs:
-        probabilities, refused = score_batch(model, np.stack(inputs))
+            read.append(str(error))
+    return read
+
+
+def score_read(model: PneumoniaModel, images: Sequence[ArchiveImage], read: Read) -> list[ImageResult]:
+    """Each image's result: scored when it was read, else its reason."""
+    readable = [index for index, item in enumerate(read) if not isinstance(item, str)]
+    results = {index: ImageResult(images[index].name, images[index].label, error=item)
+               for index, item in enumerate(read) if isinstance(item, str)}
+    if readable:
+        probabilities, refused = score_batch(model, np.stack([read[index] for index in readable]))
         config = model.config
-        for index, probability, flag in zip(readable, probabilities, refused, strict=True):
-            probability = float(probability)
+        for index, probability, flag in zip(readable, probabilities.tolist(), refused.tolist(), strict=True):
             results[index] = ImageResult(
                 images[index].name, images[index].label, probability,
                 POSITIVE_LABEL if probability >= config.threshold else LABELS[0],
@@ -109,24 +143,28 @@ def analyse_batch(model: PneumoniaModel, images: Sequence[ArchiveImage]) -> list
     return [results[index] for index in range(len(images))]
 
 
-def evaluate_images(model: PneumoniaModel, images: Sequence[ArchiveImage], run: Run = run_here,
+def evaluate_images(model: PneumoniaModel, images: Sequence[ArchiveImage], submit: Submit = submit_here,
                     progress: Progress | None = None, batch_size: int = EVALUATION_BATCH_SIZE) -> list[ImageResult]:
-    """Every image's result, batch by batch through `run`, telling `progress` after each batch."""
+    """Every image's result. Batches are read in this thread while the one before is scored through `submit`
+    (the model threads hold nothing but the network's pass); `progress` hears after each batch."""
+    batches = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
     results: list[ImageResult] = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        results += run(lambda batch=batch: analyse_batch(model, batch))
+    read = read_batch(model, batches[0]) if batches else []
+    for index, batch in enumerate(batches):
+        scoring = submit(lambda batch=batch, read=read: score_read(model, batch, read))
+        read = read_batch(model, batches[index + 1]) if index + 1 < len(batches) else []
+        results += scoring.result()
         if progress is not None:
             progress(len(results), len(images))
     return results
 
 
-def evaluate_archive(model: PneumoniaModel, archive: LabelledArchive, run: Run = run_here,
+def evaluate_archive(model: PneumoniaModel, archive: LabelledArchive, submit: Submit = submit_here,
                      progress: Progress | None = None) -> Evaluation:
     """The evaluation of an opened zip's labelled images; ArchiveError (400) when it has none."""
     if not archive.images:
         raise ArchiveError(missing_labels_message(archive))
-    results = evaluate_images(model, archive.images, run, progress)
+    results = evaluate_images(model, archive.images, submit, progress)
     return Evaluation.of(model, results, archive.unlabelled, archive.ignored, archive.layout)
 
 

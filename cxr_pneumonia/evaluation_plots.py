@@ -46,6 +46,7 @@ def roc_figure(evaluation: Evaluation) -> Figure:
         axes.plot([point["fpr"]], [point["tpr"]], "o", color="crimson",
                   label=f"the model's threshold ({evaluation.threshold:.2f})")
         axes.legend(loc="lower right", fontsize=SMALL)
+    axes.set_title("ROC curve on your images", fontsize=SMALL)
     axes.set_xlim(-0.02, 1.02)
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel("1 - specificity (false-positive rate)", fontsize=SMALL)
@@ -67,6 +68,7 @@ def reliability_figure(evaluation: Evaluation) -> Figure:
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel("predicted pneumonia probability", fontsize=SMALL)
     axes.set_ylabel("share with pneumonia", fontsize=SMALL)
-    axes.legend(loc="upper left", fontsize=SMALL)
+    axes.legend(loc="lower right", fontsize=SMALL)
+    axes.set_title("Reliability: each point a bin, with its count", fontsize=SMALL)
     axes.tick_params(labelsize=SMALL)
     return figure

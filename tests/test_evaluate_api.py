@@ -129,17 +129,17 @@ def test_single_images_are_served_between_the_batches_of_an_evaluation(app, tmp_
     folder = labelled_folder(tmp_path / "set", per_class=80, offset=20)
     body = zip_folder(folder, tmp_path / "set.zip").read_bytes()
     batches, batch_seconds = [], []
-    analyse = evaluation.analyse_batch
+    score = evaluation.score_read
 
-    def timed_batch(model, images):
+    def timed_batch(model, images, read):
         started = time.perf_counter()
         batches.append(started)
         try:
-            return analyse(model, images)
+            return score(model, images, read)
         finally:
             batch_seconds.append(time.perf_counter() - started)
 
-    monkeypatch.setattr(evaluation, "analyse_batch", timed_batch)
+    monkeypatch.setattr(evaluation, "score_read", timed_batch)
     image = NORMAL_BYTES
     with ThreadPoolExecutor(1, thread_name_prefix="model") as workers, served(
             lambda _: create_rest_api(app.service, workers)) as api, ThreadPoolExecutor(1) as client:

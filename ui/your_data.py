@@ -64,6 +64,7 @@ MESSAGES = {
     "unlabelled_reason": "no label: not inside a NORMAL or PNEUMONIA folder, nor named in labels.csv",
     "errors": "The model's errors, most confident first: click one for its full analysis",
     "error_caption": "{label} read as {predicted} ({probability:.0%} pneumonia)",
+    "error_heading": "**{name}**, labelled {label} in your zip.",
     "no_errors": "The model decided every image correctly at its threshold.",
     "csv": "Download the per-image results (CSV)",
     "error_original": "Original",
@@ -88,7 +89,7 @@ def build_your_data_tab(service: PneumoniaService, workers: Executor) -> None:
         slider = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label=MESSAGES["slider"], elem_id="your-data-threshold")
         at_threshold = gr.Markdown(elem_id="your-data-at-threshold")
         download = gr.DownloadButton(MESSAGES["csv"], value=None, visible=False, elem_id="your-data-csv")
-        errors = gr.Gallery(label=MESSAGES["errors"], columns=6, height="auto", allow_preview=False,
+        errors = gr.Gallery(label=MESSAGES["errors"], columns=6, height=260, allow_preview=False,
                             interactive=False, object_fit="contain", elem_id="your-data-errors")
         with gr.Row():
             error_original = gr.Image(label=MESSAGES["error_original"], interactive=False, format="jpeg")
@@ -109,7 +110,7 @@ def build_your_data_tab(service: PneumoniaService, workers: Executor) -> None:
 
 def evaluation_handler(service: PneumoniaService, workers: Executor) -> Callable:
     """The Evaluate button's handler: read the zip, score it batch by batch with progress, and fill the tab."""
-    run = on_executor(workers)
+    submit = on_executor(workers)
 
     def evaluate(zip_path: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
         if not zip_path:
@@ -118,16 +119,16 @@ def evaluation_handler(service: PneumoniaService, workers: Executor) -> Callable
         loaded = service.model()
         try:
             with open_labelled_zip(zip_path) as archive:
-                result = evaluate_archive(loaded.model, archive, run, progress_reporter(progress))
+                result = evaluate_archive(loaded.model, archive, submit, progress_reporter(progress))
                 progress(1.0, desc=MESSAGES["analysing_errors"])
-                analyses = [(image, run(lambda path=path: service.analyze_file(path)))
+                analyses = [(image, submit(lambda path=path: service.analyze_file(path)).result())
                             for image, path in error_paths(archive, result, GALLERY_ERRORS)]
         except ArchiveError as error:
             raise gr.Error(str(error), title=MESSAGES["refused_title"]) from None
         return (summary_markdown(result, loaded.version or loaded.location.revision), confusion_figure(result),
                 roc_figure(result), reliability_figure(result), gr.update(value=result.threshold),
                 threshold_text(result, result.threshold), gr.update(value=write_csv(result), visible=True),
-                gallery_items(analyses), skipped_rows(result), result, [analysis for _, analysis in analyses])
+                gallery_items(analyses), skipped_rows(result), result, analyses)
 
     return evaluate
 
@@ -210,6 +211,7 @@ def skipped_rows(result: Evaluation) -> list[list[str]]:
 
 
 def show_error(analyses: list, selected: gr.SelectData):
-    """The clicked error's full analysis: the original, the heatmap and the decision."""
-    analysis = analyses[selected.index]
-    return analysis.original, analysis.overlay, analysis.decision
+    """The clicked error's full analysis: the original, the heatmap and the decision, under its file and label."""
+    image, analysis = analyses[selected.index]
+    heading = MESSAGES["error_heading"].format(name=html.escape(image.name), label=image.label)
+    return analysis.original, analysis.overlay, f"{heading}\n\n{analysis.decision}"
