@@ -46,6 +46,7 @@ def test_a_zip_of_forty_xrays_gives_the_command_lines_counts(page: Page, forty, 
     expect(page.get_by_role("progressbar").first).to_be_visible(timeout=EVALUATION_MS)
     summary = page.locator("#your-data-summary")
     expect(summary).to_contain_text("40 images evaluated", timeout=EVALUATION_MS)
+    expect(page.locator("#your-data-zip a")).to_have_count(0)  # the server's copy of the zip is deleted
     for plot in ("#your-data-confusion", "#your-data-roc", "#your-data-reliability"):
         image = page.locator(f"{plot} img")
         expect(image).to_have_js_property("complete", True, timeout=UI_MS)

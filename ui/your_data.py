@@ -18,8 +18,9 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 
 from cxr_pneumonia.config import MAX_ZIP_IMAGES, MAX_ZIP_TOTAL_BYTES
-from cxr_pneumonia.evaluation import Evaluation, ImageResult, error_paths, evaluate_archive, on_executor
+from cxr_pneumonia.evaluation import Evaluation, ImageResult, Submit, error_paths, evaluate_archive, on_executor
 from cxr_pneumonia.evaluation_plots import confusion_figure, reliability_figure, roc_figure
+from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
 from cxr_pneumonia.service import PneumoniaService
 
@@ -100,7 +101,7 @@ def build_your_data_tab(service: PneumoniaService, workers: Executor) -> None:
         evaluation_state, analyses_state = gr.State(None), gr.State([])
 
     button.click(evaluation_handler(service, workers), upload,
-                 [summary, confusion, roc, reliability, slider, at_threshold, download, errors, skipped,
+                 [upload, summary, confusion, roc, reliability, slider, at_threshold, download, errors, skipped,
                   evaluation_state, analyses_state], api_visibility="private")
     slider.change(threshold_text, [evaluation_state, slider], at_threshold, api_visibility="private",
                   show_progress="hidden")
@@ -121,16 +122,27 @@ def evaluation_handler(service: PneumoniaService, workers: Executor) -> Callable
             with open_labelled_zip(zip_path) as archive:
                 result = evaluate_archive(loaded.model, archive, submit, progress_reporter(progress))
                 progress(1.0, desc=MESSAGES["analysing_errors"])
-                analyses = [(image, submit(lambda path=path: service.analyze_file(path)).result())
-                            for image, path in error_paths(archive, result, GALLERY_ERRORS)]
+                analyses = analysed_errors(service, submit, error_paths(archive, result, GALLERY_ERRORS))
         except ArchiveError as error:
             raise gr.Error(str(error), title=MESSAGES["refused_title"]) from None
-        return (summary_markdown(result, loaded.version or loaded.location.revision), confusion_figure(result),
+        Path(zip_path).unlink(missing_ok=True)  # Gradio's copy of the upload: nothing is kept
+        return (None, summary_markdown(result, loaded.version or loaded.location.revision), confusion_figure(result),
                 roc_figure(result), reliability_figure(result), gr.update(value=result.threshold),
                 threshold_text(result, result.threshold), gr.update(value=write_csv(result), visible=True),
                 gallery_items(analyses), skipped_rows(result), result, analyses)
 
     return evaluate
+
+
+def analysed_errors(service: PneumoniaService, submit: Submit, errors: list[tuple[ImageResult, Path]]) -> list[tuple]:
+    """Each error's full analysis (original, heatmap, decision), on the model threads; one that fails is left out."""
+    analyses = []
+    for image, path in errors:
+        try:
+            analyses.append((image, submit(lambda path=path: service.analyze_file(path)).result()))
+        except ImageDecodeError:  # read once already; only a timeout on a busy machine can refuse it now
+            continue
+    return analyses
 
 
 def progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
