@@ -24,8 +24,9 @@ import binascii
 import json
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -81,17 +82,27 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
         api.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
     in_flight = 0  # changed on the event loop only, so no lock
 
-    async def on_workers(handle: Callable[[bytes, Parameters], Any], request: Request) -> JSONResponse:
+    @contextmanager
+    def admitted() -> Iterator[None]:
+        """Count a model request while it runs or waits; refuse it (503) when max_in_flight are in already."""
         nonlocal in_flight
         if max_in_flight is not None and in_flight >= max_in_flight:
             raise ApiError(503, BUSY_MESSAGE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         in_flight += 1
         try:
+            yield
+        finally:
+            in_flight -= 1
+
+    async def on_workers(handle: Callable[[bytes, Parameters], Any], request: Request) -> JSONResponse:
+        with admitted():
             body = await read_body(request)
             loop = asyncio.get_running_loop()
             return JSONResponse(await loop.run_in_executor(workers, handle, body, dict(request.query_params)))
-        finally:
-            in_flight -= 1
+
+    async def evaluated(request: Request, version: str | None) -> JSONResponse:
+        with admitted():
+            return await evaluate_request(service, workers, request, version)
 
     @api.post("/classify")
     async def classify(request: Request) -> JSONResponse:
@@ -107,14 +118,7 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
 
     @api.post("/evaluate")
     async def evaluate(request: Request, version: str = "") -> JSONResponse:
-        nonlocal in_flight
-        if max_in_flight is not None and in_flight >= max_in_flight:
-            return ApiError(503, BUSY_MESSAGE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}).response()
-        in_flight += 1
-        try:
-            return await answer(evaluate_request(service, workers, request, version or None))
-        finally:
-            in_flight -= 1
+        return await answer(evaluated(request, version or None))
 
     @api.get("/model")
     async def model(version: str = "") -> JSONResponse:
