@@ -104,10 +104,16 @@ class ImageResult:
         """The probability the model gave its wrong decision (the gallery's order)."""
         return self.probability if self.predicted == POSITIVE_LABEL else 1.0 - self.probability
 
+    @property
+    def uncertain(self) -> bool | None:
+        """True for an UNCERTAIN answer (inside the model's uncertain band); None when the file was not read."""
+        return None if self.answer is None else self.answer == UNCERTAIN
+
     def as_json(self) -> dict[str, Any]:
+        """The row of POST /v1/evaluate's "images"."""
         return {"name": self.name, "label": self.label, "pneumonia_probability": self.probability,
-                "predicted": self.predicted, "answer": self.answer, "uncertain": self.answer == UNCERTAIN
-                if self.answer else None, "refused": self.refused, "error": self.error}
+                "predicted": self.predicted, "answer": self.answer, "uncertain": self.uncertain,
+                "refused": self.refused, "error": self.error}
 
 
 Read = list[np.ndarray | str]  # per image of a batch: its model input, or why it could not be read
@@ -166,6 +172,11 @@ def evaluate_archive(model: PneumoniaModel, archive: LabelledArchive, submit: Su
         raise ArchiveError(missing_labels_message(archive))
     results = evaluate_images(model, archive.images, submit, progress)
     return Evaluation.of(model, results, archive.unlabelled, archive.ignored, archive.layout)
+
+
+def csv_flag(value: bool | None) -> str:
+    """true, false, or empty for a file that was not read."""
+    return "" if value is None else str(value).lower()
 
 
 def finite(value: Any) -> Any:
@@ -291,11 +302,9 @@ class Evaluation:
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
         for image in self.images:
-            row = image.as_json()
             writer.writerow([image.name, image.label, "" if image.probability is None else f"{image.probability:.6f}",
-                             image.predicted or "", image.answer or "", "" if row["uncertain"] is None
-                             else str(row["uncertain"]).lower(), "" if image.refused is None
-                             else str(image.refused).lower(), image.error or ""])
+                             image.predicted or "", image.answer or "", csv_flag(image.uncertain),
+                             csv_flag(image.refused), image.error or ""])
         return buffer.getvalue()
 
 
