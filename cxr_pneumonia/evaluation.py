@@ -53,16 +53,17 @@ def on_executor(workers: Executor) -> Submit:
 def batch_scorer(model: PneumoniaModel) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
     """A compiled pass giving a batch's pneumonia logits and, with an input gate, the gate's outputs: the network
     runs once for both (the explainer's Grad-CAM pass does the same for one image)."""
+    if not model.gate.present:
+        return lambda batch: (model.logits(batch), None)
     network = model.inference_model
-    outputs = [network.outputs[0], *([model.gate.outputs(network)] if model.gate.present else [])]
-    extractor = keras.Model(network.inputs, outputs)
+    extractor = keras.Model(network.inputs, [network.outputs[0], model.gate.outputs(network)])
     size = model.config.image_size
     compiled = tf.function(lambda batch: extractor(batch, training=False),
                            input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)]).get_concrete_function()
 
-    def score(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        logits, *gate = compiled(tf.convert_to_tensor(batch, tf.float32))
-        return logits.numpy().reshape(-1), gate[0].numpy() if gate else None
+    def score(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, gate_outputs = compiled(tf.convert_to_tensor(batch, tf.float32))
+        return logits.numpy().reshape(-1), gate_outputs.numpy()
 
     return score
 

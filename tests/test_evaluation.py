@@ -77,3 +77,19 @@ def test_another_threshold_only_shows(model, tmp_path: Path):
     errors = result.errors()
     assert [image.wrong_confidence for image in errors] == sorted((image.wrong_confidence for image in errors),
                                                                   reverse=True)
+
+
+@pytest.mark.parametrize("with_gate", [True, False], ids=["with its input gate", "a model without one"])
+def test_one_pass_scores_as_the_model_and_its_gate_do(model, with_gate):
+    """score_batch's single pass equals the model's probabilities and the gate's refusals, with or without a gate
+    (a model without one, as training.report --validation-only measures, refuses nothing)."""
+    from dataclasses import replace
+
+    from cxr_pneumonia.evaluation import score_batch
+
+    if not with_gate:
+        model = PneumoniaModel(model.keras_model, replace(model.config, gate=None))
+    batch = np.stack([model.preprocess(decode_image(data)) for data in (NORMAL_BYTES, PNEUMONIA_BYTES)] * 4)
+    probabilities, refused = score_batch(model, batch)
+    assert probabilities.shape == (8,) and probabilities.tolist() == pytest.approx(model.probabilities(batch).tolist())
+    assert refused.tolist() == model.gate.refused(batch).tolist() and (with_gate or not refused.any())
