@@ -42,6 +42,8 @@ MAX_REQUEST_BYTES = MAX_FILE_BYTES * 4 // 3 + 64 * 1024
 
 DEFAULT_OPACITY = 0.4  # of the heatmap over the image
 JPEG_QUALITY = 90  # of the images the app sends back
+# Seconds an uploaded file and the images made from it stay on disk after the answer (the page's default).
+RESULT_RETENTION_SECONDS = 30.0
 
 # A labelled zip to evaluate the model on ("Your data" tab, POST /v1/evaluate): a bomb or a flood of files is
 # refused (413) from the entries' declared sizes, and again from the bytes actually inflated.

@@ -26,7 +26,14 @@ import tensorflow as tf
 from cxr_pneumonia.config import EVALUATION_BATCH_SIZE, LABELS, POSITIVE_LABEL, UNCERTAIN
 from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.labelled_zip import ArchiveError, ArchiveImage, LabelledArchive, missing_labels_message
-from cxr_pneumonia.metrics import binary_report, confusion, reliability_bins, roc_curve
+from cxr_pneumonia.metrics import (
+    binary_report,
+    confusion,
+    reliability_bins,
+    risk_coverage,
+    roc_curve,
+    uncertain_report,
+)
 from cxr_pneumonia.model import PneumoniaModel, answer, calibrated_probability
 
 T = TypeVar("T")
@@ -77,8 +84,12 @@ def score_batch(model: PneumoniaModel, batch: np.ndarray) -> tuple[np.ndarray, n
 
 def labelled_report(model: PneumoniaModel, labels: np.ndarray, probabilities: np.ndarray,
                     refused: np.ndarray) -> dict:
-    """The metric report at the model's threshold over all images, with the share the input gate refused."""
-    report = binary_report(labels, probabilities, model.config.threshold)
+    """The metric report at the model's threshold over all images, with the UNCERTAIN share, the risk-coverage
+    curve and the share the input gate refused."""
+    threshold = model.config.threshold
+    report = binary_report(labels, probabilities, threshold)
+    report |= uncertain_report(labels, probabilities, threshold, model.config.uncertain_band)
+    report["risk_coverage"] = risk_coverage(labels, probabilities, threshold)
     report["rejected_fraction"] = float(np.mean(refused)) if len(refused) else 0.0
     report["input_gate"] = model.gate.present
     return report

@@ -61,19 +61,20 @@ def faithfulness(model: PneumoniaModel, model_input: np.ndarray, label: str,
 
 
 def curves_figure(curves: Mapping[str, PerturbationCurves], label: str) -> Figure:
-    """Deletion and insertion curves of every method side by side, the area under each in the legend."""
-    figure = Figure(figsize=(8, 3.2), layout="constrained")  # no pyplot: safe in the server's threads
-    deletion, insertion = figure.subplots(1, 2, sharey=True)
+    """Deletion above insertion for every method, the area under each in the legend; stacked and in large type
+    so that the figure stays readable when a phone shrinks it to its width."""
+    figure = Figure(figsize=(6, 7), layout="constrained")  # no pyplot: safe in the server's threads
+    deletion, insertion = figure.subplots(2, 1, sharex=True)
     for method, curve in curves.items():
         deletion.plot(curve.fractions, curve.deletion, label=f"{method} (AUC {curve.deletion_auc:.2f})")
         insertion.plot(curve.fractions, curve.insertion, label=f"{method} (AUC {curve.insertion_auc:.2f})")
     for axes, title in ((deletion, "Deletion: top pixels blurred first (low AUC is good)"),
                         (insertion, "Insertion: top pixels restored first (high AUC is good)")):
-        axes.set_title(title, fontsize=8)
-        axes.set_xlabel("share of pixels changed", fontsize=8)
+        axes.set_title(title, fontsize=12)
+        axes.set_ylabel(f"probability of {label}", fontsize=11)
         axes.set_ylim(-0.02, 1.02)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
-        axes.tick_params(labelsize=7)
-    deletion.set_ylabel(f"probability of {label}", fontsize=8)
+        axes.legend(fontsize=10)
+        axes.tick_params(labelsize=10)
+    insertion.set_xlabel("share of pixels changed", fontsize=11)
     return figure

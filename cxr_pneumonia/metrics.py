@@ -59,19 +59,54 @@ def wilson_interval(successes: int, total: int) -> list[float]:
     return [max(0.0, centre - half / denominator), min(1.0, centre + half / denominator)]
 
 
-def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
-    """ECE over equal-width probability bins: mean |accuracy - confidence| weighted by bin size."""
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10,
+                               weights: np.ndarray | None = None) -> float:
+    """ECE over equal-width probability bins: mean |accuracy - confidence| weighted by bin size (by the bins' total
+    weight when images carry weights)."""
     labels = np.asarray(labels, dtype=np.float64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
     indices = np.clip(np.digitize(probabilities, edges[1:-1], right=True), 0, bins - 1)
     error = 0.0
     for index in range(bins):
         members = indices == index
-        if members.any():
-            gap = abs(labels[members].mean() - probabilities[members].mean())
-            error += members.mean() * gap
+        if weights[members].sum() > 0:
+            w = weights[members]
+            gap = abs(np.average(labels[members], weights=w) - np.average(probabilities[members], weights=w))
+            error += w.sum() / weights.sum() * gap
     return float(error)
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-image weights giving each class half of the total: the images as if half showed pneumonia."""
+    labels = np.asarray(labels).astype(bool)
+    weights = np.zeros(len(labels))
+    for members in (labels, ~labels):
+        if members.any():
+            weights[members] = 0.5 / members.sum()
+    return weights
+
+
+def balanced_ece(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """ECE with each class weighted to half: the calibration error at a 50 % prevalence."""
+    return expected_calibration_error(labels, probabilities, weights=balanced_weights(labels))
+
+
+def bootstrap_interval(labels: np.ndarray, scores: np.ndarray, statistic, rounds: int = 1000,
+                       seed: int = 0) -> list[float]:
+    """95 % percentile bootstrap interval of statistic(labels, scores), resampling images within each class."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives, negatives = np.flatnonzero(labels), np.flatnonzero(~labels)
+    if len(positives) == 0 or len(negatives) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        sample = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
+        values.append(statistic(labels[sample], scores[sample]))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
 def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> tuple[list, list, list]:
@@ -131,6 +166,7 @@ def binary_report(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
         "precision": precision,
         "f1": f1,
         "ece": expected_calibration_error(labels, probabilities),
+        "balanced_ece": balanced_ece(labels, probabilities) if 0 < labels.sum() < len(labels) else float("nan"),
         "confusion_matrix": {"labels": ["NORMAL", "PNEUMONIA"], "rows_true_cols_predicted": [[tn, fp], [fn, tp]]},
         "ci95": {
             "accuracy": wilson_interval(tp + tn, len(labels)),
@@ -138,5 +174,43 @@ def binary_report(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
             "specificity": wilson_interval(tn, tn + fp),
             "precision": wilson_interval(tp, tp + fp),
             "auc": bootstrap_auc_interval(labels, probabilities),
+            "balanced_ece": bootstrap_interval(labels, probabilities, balanced_ece, rounds=300),
         },
     }
+
+
+def _logit(probabilities: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(clipped / (1 - clipped))
+
+
+def uncertain_report(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
+                     band: tuple[float, float] | None) -> dict:
+    """The share answered UNCERTAIN (inside [low, high)) and the accuracy of the other answers at `threshold`."""
+    labels = np.asarray(labels).astype(bool)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    inside = np.zeros(len(labels), dtype=bool) if band is None else (probabilities >= band[0]) & (
+        probabilities < band[1])
+    correct = (probabilities >= threshold) == labels
+    answered = ~inside
+    return {
+        "uncertain_band": None if band is None else list(band),
+        "n_uncertain": int(inside.sum()),
+        "uncertain_share": float(inside.mean()) if len(labels) else float("nan"),
+        "accuracy_outside_band": float(correct[answered].mean()) if answered.any() else float("nan"),
+        "ci95_accuracy_outside_band": wilson_interval(int(correct[answered].sum()), int(answered.sum())),
+    }
+
+
+def risk_coverage(labels: np.ndarray, probabilities: np.ndarray, threshold: float, points: int = 50
+                  ) -> dict[str, list[float]]:
+    """Error rate of the answers at `threshold` kept when only the most confident share (farthest from the
+    threshold in log-odds) is answered, at `points` coverages from 1/points to 1."""
+    labels = np.asarray(labels).astype(bool)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    order = np.argsort(-np.abs(_logit(probabilities) - _logit(np.array([threshold]))[0]), kind="stable")
+    wrong = ((probabilities >= threshold) != labels)[order]
+    coverages = np.linspace(1 / points, 1.0, points)
+    kept = np.maximum(1, np.round(coverages * len(labels)).astype(int))
+    return {"coverage": [float(c) for c in kept / len(labels)],
+            "risk": [float(wrong[:k].mean()) for k in kept]}

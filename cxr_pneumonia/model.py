@@ -146,6 +146,11 @@ class PneumoniaModel:
         """The same model and gate with Grad-CAM explaining another layer (to compare layers)."""
         return PneumoniaModel(self.keras_model, replace(self.config, gradcam_layer=layer_name), self.metrics, self.gate)
 
+    @property
+    def gradcam_grid(self) -> int:
+        """The side of the grid Grad-CAM's map comes from (the explained layer's feature map)."""
+        return int(self.keras_model.get_layer(self.config.gradcam_layer).output.shape[1])
+
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
         """A decoded grayscale image as the (size, size, 1) model input."""
         return to_model_input(gray, self.config.image_size, self.config.normalization)

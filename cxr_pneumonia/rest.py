@@ -2,7 +2,9 @@
 
     POST /v1/classify  the image bytes, or JSON {"inputs": <base64 image>, "parameters": {"top_k": n}}
                        -> [{"label": "PNEUMONIA", "score": p}, {"label": "NORMAL", "score": 1 - p}]
-    POST /v1/explain   the same inputs, parameters method, version and opacity -> the analysis and its heatmap
+                       (parameter prevalence: the scores at that prevalence, for a model that states its own)
+    POST /v1/explain   the same inputs, parameters method, version, opacity and prevalence -> the analysis
+                       (with "answer": PNEUMONIA, NORMAL or UNCERTAIN) and its heatmap
     POST /v1/compare   the same inputs, parameters version and opacity -> the analysis and every method's heatmap
     POST /v1/evaluate  a zip of labelled X-rays (application/zip, or a multipart file; ?version=) -> the metrics on
                        them, as training.evaluate computes them, and one row per image (cxr_pneumonia.evaluation)
@@ -10,7 +12,9 @@
 
 Parameters may also be sent in the query string (?top_k=1), the way to pass them with raw bytes. The body's
 kind is sniffed from its bytes, never taken from Content-Type (curl sends images as form data). Errors answer
-{"error": message}: 400, 413 or 415 for what the decoder refuses, 422 when the input gate refuses the image,
+{"error": message}: 400, 413 or 415 for what the decoder refuses, 400 for a bad parameter (prevalence must lie
+strictly between 0 and 1), 404 with "available" (the tags, or null when they cannot be listed) for a version
+that cannot be served, 422 when the input gate refuses the image,
 503 (with Retry-After) when more requests are already waiting for the model than the app allows. An evaluation
 counts as one request; its batches run on the model threads one at a time, each queued behind the requests
 already waiting, so it holds at most one model thread and single images are served between its batches.
@@ -37,16 +41,16 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cxr_pneumonia.config import DEFAULT_OPACITY, MAX_REQUEST_BYTES, MAX_ZIP_TOTAL_BYTES
+from cxr_pneumonia.config import DEFAULT_OPACITY, DEFAULT_PREVALENCE, MAX_REQUEST_BYTES, MAX_ZIP_TOTAL_BYTES
 from cxr_pneumonia.evaluation import evaluate_archive, on_executor
 from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS
 from cxr_pneumonia.imaging import ImageDecodeError, ImageTooLargeError, UnsupportedImageError, check_file_size
 from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
-from cxr_pneumonia.service import Analysis, PneumoniaService, encode_jpeg
+from cxr_pneumonia.service import Analysis, PneumoniaService, UnknownVersionError, encode_jpeg
 
 API_PREFIX = "/v1"
-CLASSIFY_PARAMETERS = ("top_k",)
-EXPLAIN_PARAMETERS = ("method", "version", "opacity")
+CLASSIFY_PARAMETERS = ("top_k", "prevalence")
+EXPLAIN_PARAMETERS = ("method", "version", "opacity", "prevalence")
 COMPARE_PARAMETERS = ("version", "opacity")
 _SNIFF_BYTES = 64
 SPOOL_BYTES = 8 * 1024 * 1024  # an uploaded zip past this goes to a temporary file, not memory
@@ -141,6 +145,8 @@ async def answer(respond: Awaitable[JSONResponse]) -> JSONResponse:
         return ApiError(decode_error_status(error), str(error)).response()
     except ArchiveError as error:
         return ApiError(error.status, str(error)).response()
+    except UnknownVersionError as error:
+        return ApiError(404, str(error), {"available": error.available}).response()
     except Exception:
         log.exception("REST request failed")
         return ApiError(500, "The server failed to process this request. Please try again later.").response()
@@ -232,8 +238,10 @@ def classify_body(service: PneumoniaService, body: bytes, query: Parameters) -> 
     """Both labels with their calibrated probabilities, highest first, at most top_k of them."""
     image, parameters = parse_request(body, query, CLASSIFY_PARAMETERS)
     top_k = positive_int("top_k", parameters.get("top_k", 2))
+    prevalence = open_unit_float("prevalence", parameters.get("prevalence", DEFAULT_PREVALENCE))
     prediction = accepted(service.analyze_bytes(image)).prediction
-    ranked = sorted(prediction.probabilities.items(), key=lambda item: item[1], reverse=True)
+    pneumonia = prediction.probability_at(prevalence)
+    ranked = sorted({"NORMAL": 1.0 - pneumonia, "PNEUMONIA": pneumonia}.items(), key=lambda item: item[1], reverse=True)
     return [{"label": label, "score": score} for label, score in ranked[:top_k]]
 
 
@@ -244,8 +252,9 @@ def explain_body(service: PneumoniaService, body: bytes, query: Parameters) -> d
     if method not in METHODS:
         raise ApiError(400, f"Unknown method {method[:40]!r}: choose one of {', '.join(METHODS)}.")
     opacity = unit_float("opacity", parameters.get("opacity", DEFAULT_OPACITY))
+    prevalence = open_unit_float("prevalence", parameters.get("prevalence", DEFAULT_PREVALENCE))
     analysis = accepted(service.analyze_bytes(image, method, opacity, str(parameters.get("version") or "") or None))
-    return {**analysis.as_json(), "method": method, "decision": plain_text(analysis.decision),
+    return {**analysis.as_json(prevalence), "method": method, "decision": plain_text(analysis.decision),
             "overlay_jpeg_base64": base64.b64encode(encode_jpeg(analysis.overlay)).decode("ascii")}
 
 
@@ -321,6 +330,17 @@ def unit_float(name: str, value: Any) -> float:
         number = float("nan")
     if not 0.0 <= number <= 1.0:
         raise ApiError(400, f"{name} must be a number from 0 to 1, not {str(value)[:40]!r}.")
+    return number
+
+
+def open_unit_float(name: str, value: Any) -> float:
+    """A parameter as a number strictly between 0 and 1 (a prevalence), or a 400."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0.0 < number < 1.0:
+        raise ApiError(400, f"{name} must be a number strictly between 0 and 1, not {str(value)[:40]!r}.")
     return number
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cxr_pneumonia.config import DECODE_TIMEOUT_SECONDS, DEFAULT_OPACITY, JPEG_QUALITY
+from cxr_pneumonia.config import DECODE_TIMEOUT_SECONDS, DEFAULT_OPACITY, DEFAULT_PREVALENCE, JPEG_QUALITY
 from cxr_pneumonia.examples import content_digest
 from cxr_pneumonia.explain import (
     DEFAULT_METHOD,
@@ -37,6 +37,21 @@ from cxr_pneumonia.hub import (
 from cxr_pneumonia.imaging import decode_image_with_timeout, read_file_bytes
 from cxr_pneumonia.lab import RandomisationCheck, faithfulness, randomisation_checks
 from cxr_pneumonia.model import PneumoniaModel, Prediction, load_model_dir
+
+METRIC_KEYS = ("n", "accuracy", "auc", "sensitivity", "specificity")
+
+
+class UnknownVersionError(LookupError):
+    """A model version that cannot be served; `available` lists the tags that can (None: the list is unknown)."""
+
+    def __init__(self, version: str, available: list[str] | None, reason: str = ""):
+        self.version = version
+        self.available = available
+        if available is None:
+            listing = "the list of versions cannot be fetched (the Hub is off or out of reach)"
+        else:
+            listing = f"available: {', '.join(available) or 'none'}"
+        super().__init__(f"Model version {version[:60]!r} cannot be served{reason}; {listing}.")
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,12 @@ class LoadedModel:
             "threshold": self.model.config.threshold,
             "temperature": self.model.config.temperature,
             "input_gate": self.model.gate.present,
-            "metrics": {key: test.get(key) for key in ("n", "accuracy", "auc", "sensitivity", "specificity")},
+            "gradcam_grid": self.model.gradcam_grid,
+            "calibrated_prevalence": self.model.config.calibrated_prevalence,
+            "uncertain_band": list(band) if (band := self.model.config.uncertain_band) else None,
+            "metrics": {key: test.get(key) for key in METRIC_KEYS},
+            "test_by_source": {source: {key: metrics.get(key) for key in METRIC_KEYS}
+                               for source, metrics in self.model.metrics.get("test_by_source", {}).items()},
         }
 
 
@@ -111,8 +131,12 @@ class Analysis:
             return ""
         return box_sentence(self.box_scores, f"The {self.method} map of {self.prediction.label}")
 
-    def as_json(self) -> dict:
-        """The result as JSON-ready data: gate verdict, probability and label (null when refused), model."""
+    def as_json(self, prevalence: float = DEFAULT_PREVALENCE) -> dict:
+        """The result as JSON-ready data: gate verdict, probability, label and answer (null when refused), the
+        probability at `prevalence` (null when refused or when the model states no calibrated prevalence), model."""
+        at_prevalence = None
+        if self.prediction is not None and self.prediction.calibrated_prevalence is not None:
+            at_prevalence = self.prediction.probability_at(prevalence)
         return {
             "gate_passed": self.gate.passed,
             "gate_checked": self.gate.checked,
@@ -123,6 +147,8 @@ class Analysis:
             "pneumonia_probability": None if self.prediction is None else self.prediction.pneumonia_probability,
             "label": None if self.prediction is None else self.prediction.label,
             "answer": None if self.prediction is None else self.prediction.answer,
+            "prevalence": prevalence,
+            "pneumonia_probability_at_prevalence": at_prevalence,
             "threshold": self.model_info["threshold"],
             "model_version": self.model_info["version"],
             "model_commit": self.model_info["commit"],
@@ -229,11 +255,31 @@ class PneumoniaService:
                 return []  # not cached: the next call asks the Hub again
         return self._versions
 
+    def version_tags(self) -> list[str] | None:
+        """The version tags on the Hub, or None when they cannot be listed (offline or out of reach)."""
+        if self.settings.offline:
+            return None
+        tags = [version.tag for version in self.versions()]
+        return tags if self._versions is not None else None
+
+    def served_revision(self, version: str | None) -> str:
+        """The revision to load for a requested version: the configured one for no version, for the configured
+        revision and for the served model's own version name; a listed tag as it is; else UnknownVersionError."""
+        if not version or version in (self.settings.revision, self.default.version):
+            return self.settings.revision
+        tags = self.version_tags()
+        if tags is None or version not in tags:
+            raise UnknownVersionError(version, tags)
+        return version
+
     def model(self, revision: str | None = None) -> LoadedModel:
-        """The model at `revision` (default: the configured one), loaded once and cached.
+        """The model at `revision` (default: the configured one), loaded once and cached. Another version than
+        the configured one must be a listed tag, and is never replaced by the bundled model: UnknownVersionError.
 
         Loading one revision never blocks requests for the others: each revision has its own lock.
         """
+        if revision and hasattr(self, "default"):
+            revision = self.served_revision(revision)
         revision = revision or self.settings.revision
         with self._lock:
             if revision in self._models:
@@ -244,6 +290,8 @@ class PneumoniaService:
                 if revision in self._models:
                     return self._models[revision]
             loaded = self._load(revision)
+            if revision != self.settings.revision and loaded.location.source != "hub":
+                raise UnknownVersionError(revision, self.version_tags(), f" ({loaded.location.fallback_reason})")
             with self._lock:
                 self._models[revision] = loaded
             return loaded
@@ -286,7 +334,10 @@ class PneumoniaService:
     def check_file(self, path: str | Path, opacity: float = DEFAULT_OPACITY, revision: str | None = None
                    ) -> LabChecks | None:
         """The randomisation check and the deletion and insertion curves of every method (None if the gate refuses)."""
-        prepared = self._prepare_file(path, revision)
+        return self.check_prepared(self._prepare_file(path, revision), opacity)
+
+    def check_prepared(self, prepared: Prepared, opacity: float = DEFAULT_OPACITY) -> LabChecks | None:
+        """check_file for a prepared image."""
         model, explainer = prepared.loaded.model, prepared.loaded.explainer
         gate, prediction, _ = explainer.gate_predict_and_explain(prepared.model_input)
         if not gate.passed:
@@ -309,8 +360,42 @@ class PneumoniaService:
         """The radiologists' boxes if these bytes are one of the examples that has them."""
         return self.known_boxes.get(content_digest(data), ()) if self.known_boxes else ()
 
+    def prepare_file(self, path: str | Path, revision: str | None = None) -> Prepared:
+        """An image file decoded and made ready for the model at `revision`; raises ImageDecodeError."""
+        return self._prepare_file(path, revision)
+
+    def prepare_again(self, prepared: Prepared, revision: str | None) -> Prepared:
+        """The same decoded image made ready for another model version (no file is read)."""
+        return self._prepare(prepared.gray, prepared.boxes, revision)
+
+    def analyze_prepared(self, prepared: Prepared, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
+                         show_boxes: bool = False) -> Analysis:
+        """The gate, the prediction and the heatmap of a prepared image."""
+        return self._analyze(prepared, method, opacity, show_boxes)
+
+    def remap(self, prepared: Prepared, analysis: Analysis, method: str, opacity: float, show_boxes: bool) -> Analysis:
+        """The analysis with another method's map of the same decision: the map alone is recomputed."""
+        if analysis.refused:
+            return analysis
+        heatmap = prepared.loaded.explainer.heatmap(prepared.model_input, analysis.prediction.label, method)
+        return replace(analysis, method=method, heatmap=heatmap,
+                       overlay=self._overlay(prepared, heatmap, opacity, show_boxes),
+                       box_scores=box_scores(heatmap, prepared.boxes, prepared.gray.shape))
+
+    def reblend(self, prepared: Prepared, analysis: Analysis, opacity: float, show_boxes: bool) -> Analysis:
+        """The analysis with its cached map blended again over the image: no model runs."""
+        if analysis.refused:
+            return analysis
+        return replace(analysis, overlay=self._overlay(prepared, analysis.heatmap, opacity, show_boxes))
+
+    def compare_prepared(self, prepared: Prepared, opacity: float = DEFAULT_OPACITY,
+                         show_boxes: bool = False) -> Comparison:
+        """Every method's map of the decided label for a prepared image, timed."""
+        return self._compare(prepared, opacity, show_boxes)
+
     def _prepare_file(self, path: str | Path, revision: str | None) -> Prepared:
-        return self._prepare_bytes(read_file_bytes(path), revision, Path(path).name)  # the name tells DICOM
+        # Only the suffix reaches the decoder (it tells DICOM): an upload's name may be a patient id.
+        return self._prepare_bytes(read_file_bytes(path), revision, "upload" + Path(path).suffix.lower())
 
     def _prepare_bytes(self, data: bytes, revision: str | None, filename: str | None = None) -> Prepared:
         gray = decode_image_with_timeout(data, filename, DECODE_TIMEOUT_SECONDS)

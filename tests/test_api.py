@@ -158,8 +158,16 @@ def small_png() -> bytes:
     ("/v1/explain", NORMAL_IMAGE.read_bytes(), {"method": "Score-CAM"}, 400, "Unknown method"),
     ("/v1/explain", NORMAL_IMAGE.read_bytes(), {"opacity": "2"}, 400, "opacity must be a number from 0 to 1"),
     ("/v1/compare", NORMAL_IMAGE.read_bytes(), {"method": "Grad-CAM"}, 400, "Unknown parameter 'method'"),
+    ("/v1/classify", NORMAL_IMAGE.read_bytes(), {"prevalence": "0"}, 400, "prevalence must be a number strictly"),
+    ("/v1/classify", NORMAL_IMAGE.read_bytes(), {"prevalence": "1"}, 400, "prevalence must be a number strictly"),
+    ("/v1/classify", NORMAL_IMAGE.read_bytes(), {"prevalence": "abc"}, 400, "prevalence must be a number strictly"),
+    ("/v1/explain", NORMAL_IMAGE.read_bytes(), {"prevalence": "0"}, 400, "prevalence must be a number strictly"),
+    ("/v1/explain", NORMAL_IMAGE.read_bytes(), {"prevalence": "1"}, 400, "prevalence must be a number strictly"),
+    ("/v1/explain", NORMAL_IMAGE.read_bytes(), {"prevalence": "abc"}, 400, "prevalence must be a number strictly"),
 ], ids=["empty", "truncated", "tiny", "text", "pdf", "pixel bomb", "bad json", "no inputs", "bad base64",
-        "bad top_k", "unknown parameter", "unknown method", "bad opacity", "compare takes no method"])
+        "bad top_k", "unknown parameter", "unknown method", "bad opacity", "compare takes no method",
+        "classify prevalence 0", "classify prevalence 1", "classify prevalence abc", "explain prevalence 0",
+        "explain prevalence 1", "explain prevalence abc"])
 def test_bad_requests_get_the_status_and_the_message(rest_client, route, body, params, status, message):
     response = rest_client.post(route, content=body, params=params)
     assert response.status_code == status
@@ -268,3 +276,43 @@ def test_the_ui_and_the_api_share_the_model_workers(app, url, monkeypatch):
     assert len(set(labels)) == 1
     assert threads and all(name.startswith("model") for name in threads)
     assert peak[0] <= app.CONCURRENCY_LIMIT
+
+
+def test_prevalence_in_json_parameters_and_the_three_way_answer(rest_client):
+    body = {"inputs": base64.b64encode(NORMAL_IMAGE.read_bytes()).decode(), "parameters": {"prevalence": 0.3}}
+    result = rest_client.post("/v1/explain", json=body).raise_for_status().json()
+    assert result["prevalence"] == 0.3 and result["answer"] == result["label"]  # v2.1.0: no band
+    assert result["pneumonia_probability_at_prevalence"] is None  # v2.1.0 states no calibrated prevalence
+    refused = rest_client.post("/v1/classify", json={**body, "parameters": {"prevalence": 1.5}})
+    assert refused.status_code == 400 and "strictly between 0 and 1" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("version", ["v1.0.0", "does-not-exist"])
+def test_a_version_that_cannot_be_served_is_404_never_another_model(rest_client, version):
+    """The Hub is out of reach here: the list of versions cannot be fetched, and the answer says so."""
+    for response in (rest_client.post("/v1/explain", params={"version": version}, content=NORMAL_IMAGE.read_bytes()),
+                     rest_client.post("/v1/compare", params={"version": version}, content=NORMAL_IMAGE.read_bytes()),
+                     rest_client.get("/v1/model", params={"version": version})):
+        assert response.status_code == 404
+        error = response.json()
+        assert "available" in error and error["available"] is None
+        assert "cannot be served" in error["error"] and "cannot be fetched" in error["error"]
+    served = rest_client.get("/v1/model", params={"version": "v2.1.0"}).raise_for_status().json()
+    assert served["version"] == "v2.1.0"
+
+
+def test_an_unknown_version_lists_the_available_ones(hub, tiny_model_dir, tmp_path):
+    """With a reachable Hub, a version it does not have is 404 with the tags it has."""
+    from cxr_pneumonia.hub import HubSettings, publish_model_dir
+    from cxr_pneumonia.service import PneumoniaService
+
+    settings = HubSettings(repo_id="someone/versions", revision="v1.0.0", endpoint=hub.url,
+                           cache_dir=str(tmp_path / "cache"))
+    for tag in ("v1.0.0", "v1.1.0"):
+        publish_model_dir(settings, tiny_model_dir, tag, tag)
+    service = PneumoniaService(settings)
+    with ThreadPoolExecutor(1) as workers, served(lambda _: create_rest_api(service, workers)) as url:
+        missing = httpx.get(f"{url}/model", params={"version": "v9.9.9"}, timeout=60)
+        other = httpx.get(f"{url}/model", params={"version": "v1.1.0"}, timeout=60)
+    assert missing.status_code == 404 and missing.json()["available"] == ["v1.1.0", "v1.0.0"]
+    assert other.status_code == 200 and other.json()["version"] == "v1.1.0"

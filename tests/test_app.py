@@ -2,14 +2,18 @@
 thumbnails and the explanation lab."""
 
 import importlib
+import json
+import shutil
 import socket
 import sys
-import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -20,7 +24,11 @@ from PIL import Image
 
 from cxr_pneumonia.config import DATA_ROOT
 from cxr_pneumonia.explain import METHODS
+from cxr_pneumonia.model import probability_at_prevalence
 from tests.dicom_files import dicom
+from ui import render
+from ui.files import THUMBNAIL_SIDE, cache_jpeg
+from ui.handlers import PageHandlers
 
 
 def closed_port() -> int:
@@ -78,7 +86,7 @@ def test_predict_returns_probabilities_and_heatmap(client, data_dir):
     assert sum(confidences.values()) == pytest.approx(1.0)
     assert result["pneumonia_probability"] == pytest.approx(confidences["PNEUMONIA"])
     assert result["gate_passed"] and result["label"] in confidences
-    assert "pneumonia probability" in decision and "not a diagnosis" in decision
+    assert "not a diagnosis" in decision and result["answer"] == result["label"]  # v2.1.0 has no uncertain band
     heat = np.asarray(Image.open(heatmap))
     assert heat.ndim == 3 and heat.shape[:2] == np.asarray(Image.open(original)).shape[:2]
     assert "bundled" in panel
@@ -138,35 +146,12 @@ def test_no_image_is_a_clear_message(client):
         predict(client)
 
 
-def test_an_output_image_rewritten_by_concurrent_requests_is_never_read_half_written(app):
-    """Stock gr.Image rewrites the cached file in place; readers then saw thousands of short files here."""
-    output = app.CachedJpegImage(type="numpy", format="jpeg")
-    ramp = np.linspace(0, 255, 500, dtype=np.uint8)
-    pixels = np.stack([np.tile(ramp, (400, 1)), np.tile(ramp[::-1], (400, 1)), np.full((400, 500), 90, np.uint8)], -1)
-    path = Path(output.postprocess(pixels).path)
-    size = path.stat().st_size
-    short_reads, done = [], threading.Event()
-
-    def write() -> None:
-        for _ in range(100):
-            output.postprocess(pixels)
-
-    def read() -> None:
-        while not done.is_set():
-            if len(path.read_bytes()) != size:
-                short_reads.append(path)
-
-    readers = [threading.Thread(target=read) for _ in range(2)]
-    writers = [threading.Thread(target=write) for _ in range(4)]
-    for thread in readers + writers:
-        thread.start()
-    for thread in writers:
-        thread.join()
-    done.set()
-    for thread in readers:
-        thread.join()
-    assert not short_reads
-    assert np.abs(np.asarray(Image.open(path), dtype=int) - pixels).mean() < 3  # the image itself, as JPEG
+def test_output_images_get_names_of_their_own_never_the_uploads(app):
+    """Each image written for an answer has a folder of its own with a random name (removed after the answer)."""
+    pixels = np.full((40, 50, 3), 90, np.uint8)
+    first, second = cache_jpeg(pixels), cache_jpeg(pixels)
+    assert first != second and Path(first).name == Path(second).name == "image.jpeg"
+    assert np.abs(np.asarray(Image.open(first), dtype=int) - pixels).mean() < 3
 
 
 def magenta_pixels(path: str) -> int:
@@ -180,6 +165,12 @@ def boxed_example(app):
     return next(item for item in app.examples if item.boxes)
 
 
+def galleries(app) -> dict[str, Any]:
+    """The example galleries of the page, by population."""
+    return {block.elem_id.removeprefix("examples-"): block for block in app.demo.blocks.values()
+            if isinstance(block, gr.Gallery) and (block.elem_id or "").startswith("examples-")}
+
+
 def test_examples_are_children_and_adults_shown_as_thumbnails(app):
     shown = {(item.example.population, item.example.label) for item in app.examples}
     assert shown == {(population, label) for population in ("child", "adult") for label in ("NORMAL", "PNEUMONIA")}
@@ -187,15 +178,15 @@ def test_examples_are_children_and_adults_shown_as_thumbnails(app):
     assert all(item.path.is_file() and item.path.is_relative_to(DATA_ROOT) for item in app.examples)
     boxed = [item for item in app.examples if item.boxes]
     assert boxed and all(item.example.population == "adult" and item.example.label == "PNEUMONIA" for item in boxed)
-    assert set(app.example_galleries) == {"child", "adult"}
-    for population, gallery in app.example_galleries.items():
+    assert set(galleries(app)) == {"child", "adult"}
+    for population, gallery in galleries(app).items():
         items = [item for item in app.examples if item.example.population == population]
         assert [entry["caption"] for entry in gallery.value] == [f"{item.example.label}, {item.example.kind}"
                                                                  for item in items]
         for entry in gallery.value:
             thumbnail = Image.open(entry["image"]["path"])
-            assert thumbnail.format == "JPEG" and max(thumbnail.size) <= app.THUMBNAIL_SIDE
-    assert "radiologists' boxes" in app.example_galleries["adult"].label
+            assert thumbnail.format == "JPEG" and max(thumbnail.size) <= THUMBNAIL_SIDE
+    assert "radiologists' boxes" in galleries(app)["adult"].label
 
 
 def test_an_example_with_boxes_gets_the_hit_test_and_the_mass_share(client, app, data_dir):
@@ -219,20 +210,144 @@ def test_compare_returns_every_methods_map_with_its_time(client, app):
     item = boxed_example(app)
     gallery, summary, result = client.predict(handle_file(str(item.path)), None, 0.4, "main", True,
                                               api_name="/compare")
-    assert [entry["caption"].split(":")[0] for entry in gallery] == list(METHODS)
-    assert all(" ms, peak " in entry["caption"] for entry in gallery)
+    assert [entry["caption"].split(":")[0].strip("*") for entry in gallery] == list(METHODS)
+    assert all(" ms; peak " in entry["caption"] for entry in gallery)
     for entry in gallery:
         assert magenta_pixels(entry["image"]) > 100
     assert list(result["methods"]) == list(METHODS) and all(row["ms"] > 0 for row in result["methods"].values())
     assert f"evidence for **{result['label']}**" in summary
 
 
-def test_the_lab_checks_give_the_sanity_check_and_the_curves(app):
+@pytest.fixture(scope="module")
+def handlers(app):
+    """The page's handlers over the app's service, counting the model's passes."""
+    return PageHandlers(app.service, app.model_workers, app.examples, retention_seconds=60)
+
+
+class ModelCalls:
+    """Counts the explainer's full passes (gate, prediction and map) and its map-only passes."""
+
+    def __init__(self, monkeypatch, explainer):
+        self.full = self.maps = 0
+        full, maps = explainer.gate_predict_and_explain, explainer.heatmap
+
+        def counted_full(*args, **kwargs):
+            self.full += 1
+            return full(*args, **kwargs)
+
+        def counted_maps(*args, **kwargs):
+            self.maps += 1
+            return maps(*args, **kwargs)
+
+        monkeypatch.setattr(explainer, "gate_predict_and_explain", counted_full)
+        monkeypatch.setattr(explainer, "heatmap", counted_maps)
+
+
+def test_opacity_boxes_and_prevalence_reuse_the_result_and_a_method_change_only_the_map(app, handlers, monkeypatch):
     item = boxed_example(app)
-    gallery, sanity, curves, faithfulness = app.run_checks(str(item.path))
-    assert len(gallery) == 2 * len(METHODS)
-    assert [caption for _, caption in gallery[::2]] == [f"{method}: trained model" for method in METHODS]
-    assert all("rho" in caption and caption.endswith(("passes", "FAILS")) for _, caption in gallery[1::2])
+    current = handlers.analyse_path(str(item.path), "Grad-CAM", 0.4, "", False, item)
+    calls = ModelCalls(monkeypatch, current.prepared.loaded.explainer)
+    reblended = handlers.on_blend(current, 0.9, True, 0.3)
+    assert (calls.full, calls.maps) == (0, 0)
+    assert magenta_pixels(reblended[1][1]) > 100 and "radiologists' boxes" in reblended[0]
+    handlers.on_prevalence(current, 0.05)
+    assert (calls.full, calls.maps) == (0, 0)
+    remapped = handlers.on_method(current, "Layer-CAM", 0.4, False, 0.5)
+    assert (calls.full, calls.maps) == (0, 1)
+    assert "Heatmap: Layer-CAM" in remapped[0] and remapped[-1].analysis.method == "Layer-CAM"
+
+
+def test_the_lab_gives_every_map_the_sanity_check_and_the_curves(app, handlers):
+    item = boxed_example(app)
+    current = handlers.analyse_path(str(item.path), "Grad-CAM", 0.4, "", True, item)
+    summary, *rest = handlers.on_lab_maps(current, 0.4)
+    maps, captions = rest[:len(METHODS)], rest[len(METHODS):2 * len(METHODS)]
+    comparison = rest[-1]
+    assert "evidence for" in summary and all(Path(path).is_file() for path in maps)
+    assert all("sanity check running" in caption for caption in captions)
+    checks = handlers.on_lab_checks(current, comparison, 0.4)
+    captions = checks[len(METHODS):2 * len(METHODS)]
+    for method, caption in zip(METHODS, captions, strict=True):
+        assert caption.startswith(f"**{method}**: ") and " ms; peak " in caption and " rho " in caption
+    sanity, curves, faithfulness = checks[-3:]
     assert "Spearman" in sanity and all(f"| {method} |" in sanity for method in METHODS)
     assert isinstance(curves, Figure) and len(curves.axes) == 2
     assert all(f"| {method} |" in faithfulness for method in METHODS)
+
+
+def test_an_unknown_version_is_a_clear_error_never_another_model(client):
+    with pytest.raises(AppError, match=r"cannot be served.*cannot be fetched"):
+        predict_version(client, "does-not-exist")
+    with pytest.raises(AppError, match="cannot be served"):
+        client.predict(handle_file(str(DATA_ROOT / "chest_xray" / "test" / "NORMAL" / "IM-0001-0001.jpg")), None,
+                       0.4, "v1.0.0", False, api_name="/compare")
+    label, *_ = predict_version(client, "v2.1.0")  # the served model, by its name
+    assert len(label["confidences"]) == 2
+
+
+def predict_version(client, version: str):
+    return client.predict(handle_file(str(DATA_ROOT / "chest_xray" / "test" / "NORMAL" / "IM-0001-0001.jpg")), None,
+                          "Grad-CAM", 0.4, version, api_name="/predict")
+
+
+def test_two_images_at_once_are_refused(client, data_dir):
+    image = data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg"
+    with pytest.raises(AppError, match="Two images"):
+        predict(client, image, image)
+
+
+def test_predict_takes_the_prevalence_last_and_refuses_one_outside_0_1(client, data_dir):
+    image = handle_file(str(data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg"))
+    *_, result = client.predict(image, None, "Grad-CAM", 0.4, "", False, 0.05, api_name="/predict")
+    assert result["prevalence"] == 0.05 and result["answer"] in ("NORMAL", "PNEUMONIA")
+    assert result["pneumonia_probability_at_prevalence"] is None  # v2.1.0 states no calibrated prevalence
+    for bad in (0, 1):
+        with pytest.raises(AppError, match=r"prevalence|(less|greater) than (minimum|maximum) value"):
+            client.predict(image, None, "Grad-CAM", 0.4, "", False, bad, api_name="/predict")
+
+
+def test_the_version_picker_and_the_panel_name_the_served_version_and_every_source(app):
+    picker = next(block for block in app.demo.blocks.values() if getattr(block, "elem_id", None) == "version")
+    assert picker.value == "v2.1.0" and "cannot be listed" in picker.info
+    panel = render.model_markdown(app.service.default.info())
+    assert "children" in panel and "adults" in panel and panel.count("accuracy") == 2
+    note = render.student_note(app.service.default.info())
+    assert f"{app.service.default.model.gradcam_grid}x{app.service.default.model.gradcam_grid} grid" in note
+    assert "8x8" not in note
+
+
+def banded_model(source: Path, target: Path) -> Path:
+    """A copy of a model directory whose config.json states a prevalence and an uncertain band over everything."""
+    shutil.copytree(source, target)
+    config = json.loads((target / "config.json").read_text())
+    config.update(calibrated_prevalence=0.5, uncertain_band={"low": 0.0, "high": 1.0, "rule": "test: everything"})
+    (target / "config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_a_model_with_a_band_says_uncertain_and_moves_with_the_prevalence(hub, tiny_model_dir, tmp_path, data_dir,
+                                                                           monkeypatch):
+    from cxr_pneumonia.hub import HubSettings, publish_model_dir
+    from cxr_pneumonia.service import PneumoniaService
+
+    settings = HubSettings(repo_id="someone/banded", revision="v3.0.0", endpoint=hub.url,
+                           cache_dir=str(tmp_path / "cache"))
+    publish_model_dir(settings, banded_model(tiny_model_dir, tmp_path / "banded"), "v3.0.0", "v3.0.0")
+    service = PneumoniaService(settings)
+    with ThreadPoolExecutor(1) as workers:
+        page = PageHandlers(service, workers, [], retention_seconds=60)
+        current = page.analyse_path(str(data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg"), "Grad-CAM", 0.4, "",
+                                    False)
+        decision, _, _, prevalence_text, _, _, _, result, _ = page.result(current, 0.5)
+        assert "cannot tell; a clinician must read the X-ray" in decision and result["answer"] == "UNCERTAIN"
+        assert "At a prevalence of 50 %" in prevalence_text and "Bayes' rule" in prevalence_text
+        assert result["label"] in ("NORMAL", "PNEUMONIA")
+        calls = ModelCalls(monkeypatch, current.prepared.loaded.explainer)
+        screening, screening_json = page.on_prevalence(current, 0.05)
+        emergency, _ = page.on_prevalence(current, 0.30)
+        assert (calls.full, calls.maps) == (0, 0)
+        probability = result["pneumonia_probability"]
+        expected = probability_at_prevalence(probability, 0.05, 0.5)
+        assert screening_json["pneumonia_probability_at_prevalence"] == pytest.approx(expected)
+        assert f"{100 * expected:.0f} %" in screening and "prevalence of 5 %" in screening
+        assert "prevalence of 30 %" in emergency

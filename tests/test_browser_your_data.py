@@ -14,10 +14,10 @@ from playwright.sync_api import Page, expect
 
 from tests import test_browser
 from tests.labelled_zips import labelled_folder, zip_entries, zip_folder
-from tests.test_browser import UI_MS
+from tests.test_browser import ANSWERED, UI_MS
 from training import evaluate as cli
 
-app_url, browser, page = test_browser.app_url, test_browser.browser, test_browser.page  # the app and tab fixtures
+app, browser, desktop = test_browser.app, test_browser.browser, test_browser.desktop  # the app and tab fixtures
 
 EVALUATION_MS = 120_000  # 40 images, the first batch building the graph, on a busy 2-core machine
 
@@ -38,27 +38,27 @@ def open_tab_and_upload(page: Page, archive: Path) -> None:
         "href", re.compile(rf"/gradio_api/file=.*{re.escape(archive.name)}$"), timeout=UI_MS)
 
 
-def test_a_zip_of_forty_xrays_gives_the_command_lines_counts(page: Page, forty, tmp_path: Path) -> None:
+def test_a_zip_of_forty_xrays_gives_the_command_lines_counts(desktop: Page, forty, tmp_path: Path) -> None:
     """Progress bar, then the confusion matrix and the ROC plot; the CSV's counts equal training.evaluate's."""
     _, archive, expected = forty
-    open_tab_and_upload(page, archive)
-    page.locator("#your-data-evaluate").click()
-    expect(page.get_by_role("progressbar").first).to_be_visible(timeout=EVALUATION_MS)
-    summary = page.locator("#your-data-summary")
+    open_tab_and_upload(desktop, archive)
+    desktop.locator("#your-data-evaluate").click()
+    expect(desktop.get_by_role("progressbar").first).to_be_visible(timeout=EVALUATION_MS)
+    summary = desktop.locator("#your-data-summary")
     expect(summary).to_contain_text("40 images evaluated", timeout=EVALUATION_MS)
-    expect(page.locator("#your-data-zip a")).to_have_count(0)  # the server's copy of the zip is deleted
+    expect(desktop.locator("#your-data-zip a")).to_have_count(0)  # the server's copy of the zip is deleted
     for plot in ("#your-data-confusion", "#your-data-roc", "#your-data-reliability"):
-        image = page.locator(f"{plot} img")
+        image = desktop.locator(f"{plot} img")
         expect(image).to_have_js_property("complete", True, timeout=UI_MS)
         assert image.evaluate("img => img.naturalWidth") > 0, f"{plot} did not render"
     for key in ("accuracy", "sensitivity", "specificity", "auc"):
         expect(summary).to_contain_text(f"{expected[key]:.3f}")
 
     (tn, fp), (fn, tp) = expected["confusion_matrix"]["rows_true_cols_predicted"]
-    expect(page.locator("#your-data-at-threshold")).to_contain_text(
+    expect(desktop.locator("#your-data-at-threshold")).to_contain_text(
         f"({tp} of {tp + fn} pneumonias found) and specificity")
-    with page.expect_download(timeout=UI_MS) as download:
-        page.locator("#your-data-csv").click()
+    with desktop.expect_download(timeout=UI_MS) as download:
+        desktop.locator("#your-data-csv").click()
     target = tmp_path / "results.csv"
     download.value.save_as(target)
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
@@ -70,20 +70,20 @@ def test_a_zip_of_forty_xrays_gives_the_command_lines_counts(page: Page, forty, 
     assert counted == {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
     assert set(rows[0]) >= {"file", "label", "probability", "answer", "refused", "error"}
 
-    errors = page.locator("#your-data-errors img")
+    errors = desktop.locator("#your-data-errors img")
     if fp + fn:
         expect(errors).to_have_count(min(fp + fn, 12), timeout=UI_MS)
         errors.first.click()
-        expect(page.locator("#your-data-error-decision")).to_contain_text("pneumonia probability", timeout=UI_MS)
-    page.locator("#your-data-threshold input[type=number]").fill("0.1")
-    page.locator("#your-data-threshold input[type=number]").press("Enter")
-    expect(page.locator("#your-data-at-threshold")).to_contain_text("At threshold 0.10", timeout=UI_MS)
-    expect(page.locator("body")).not_to_contain_text("Traceback")
+        expect(desktop.locator("#your-data-error-decision")).to_contain_text(ANSWERED, timeout=UI_MS)
+    desktop.locator("#your-data-threshold input[type=number]").fill("0.1")
+    desktop.locator("#your-data-threshold input[type=number]").press("Enter")
+    expect(desktop.locator("#your-data-at-threshold")).to_contain_text("At threshold 0.10", timeout=UI_MS)
+    expect(desktop.locator("body")).not_to_contain_text("Traceback")
 
 
-def test_a_zip_with_an_unsafe_path_gets_a_message(page: Page, tmp_path: Path) -> None:
+def test_a_zip_with_an_unsafe_path_gets_a_message(desktop: Page, tmp_path: Path) -> None:
     archive = zip_entries(tmp_path / "bad.zip", {"../NORMAL/a.jpg": b"x"})
-    open_tab_and_upload(page, archive)
-    page.locator("#your-data-evaluate").click()
-    expect(page.get_by_test_id("toast-body")).to_contain_text(re.compile("unsafe path"), timeout=UI_MS)
-    expect(page.locator("body")).not_to_contain_text("Traceback")
+    open_tab_and_upload(desktop, archive)
+    desktop.locator("#your-data-evaluate").click()
+    expect(desktop.get_by_test_id("toast-body")).to_contain_text(re.compile("unsafe path"), timeout=UI_MS)
+    expect(desktop.locator("body")).not_to_contain_text("Traceback")

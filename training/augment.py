@@ -5,7 +5,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-PRESETS = ("none", "seed", "anatomical", "anatomical_flip", "acquisition", "framing")
+from cxr_pneumonia.acquisition import HELD_OUT_CHANGES, TRAINING_CHANGES, TRAINING_MAX_SEVERITY
+
+PRESETS = ("none", "seed", "anatomical", "anatomical_flip", "acquisition", "framing", "sites")
+# Presets that change each decoded image's acquisition at its own size, before resizing and equalisation.
+RAW_ACQUISITION_PRESETS = ("sites",)
 # Zoom ranges of the framing preset (negative zooms in, that is crops). Train pneumonia images are
 # mostly tight crops of the lungs and train normals show shoulders and abdomen, so a model learns the
 # framing: on the validation split, cropping 7.5 % off the top and bottom of normals made the
@@ -21,6 +25,11 @@ PRESET_DESCRIPTIONS = {
     "acquisition": "anatomical plus blur and sharpness changes",
     "framing": "anatomical with height and width zoomed independently, up to crops of 35 % of the height "
                "and 20 % of the width, so that the framing of the radiograph stops being a label cue",
+    "sites": "framing, after a change of acquisition made to the decoded image before resizing and equalisation: "
+             "with probability 0.75, one or two of " + ", ".join(TRAINING_CHANGES).replace("_", " ")
+             + f" at severities up to {TRAINING_MAX_SEVERITY:g} of 3 (cxr_pneumonia.acquisition); "
+             + ", ".join(HELD_OUT_CHANGES).replace("_", " ") + " and severity 3 are kept out, for the robustness "
+             "suite to measure what training never showed",
 }
 
 
@@ -53,7 +62,7 @@ def build_augmenters(preset: str, seed: int) -> tuple[keras.Sequential | None, k
         ], name="geometric_seed"), None
     if preset not in PRESETS:
         raise ValueError(f"unknown augmentation {preset!r}; choose one of {', '.join(PRESETS)}")
-    if preset == "framing":
+    if preset in ("framing", "sites"):
         zoom = layers.RandomZoom(FRAMING_HEIGHT_ZOOM, FRAMING_WIDTH_ZOOM, fill_mode="constant", seed=seed + 1)
     else:
         zoom = layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
+from cxr_pneumonia.metrics import balanced_weights
 from cxr_pneumonia.model import calibrated_probability
 
 MIN_SENSITIVITY = 0.95
@@ -13,8 +14,14 @@ THRESHOLD_RULE = (f"the highest threshold at which the validation sensitivity of
                   f"{MIN_SENSITIVITY:.2f} (missing a pneumonia costs more than a false alarm); the threshold "
                   "maximising the mean over sources of Youden's J if none reaches it; placed halfway between the "
                   "lowest validation score called pneumonia and the next lower one")
-TEMPERATURE_RULE = ("Platt scaling, sigmoid(logit / temperature + offset), minimising the mean over sources of the "
-                    "validation negative log-likelihood")
+TEMPERATURE_RULE = ("Platt scaling, sigmoid(logit / temperature + offset), minimising the validation negative "
+                    "log-likelihood with each class weighted to half within each source and the sources weighted "
+                    "equally, so that the probability is for a 50 % prevalence")
+CALIBRATED_PREVALENCE = 0.5
+MIN_ACCURACY_OUTSIDE_BAND = 0.97
+BAND_RULE = (f"the narrowest band [low, high) around the threshold (fewest validation images inside, sources "
+             f"weighted equally) outside which the validation accuracy of every source is at least "
+             f"{MIN_ACCURACY_OUTSIDE_BAND:.2f}; inside it the answer is UNCERTAIN")
 
 
 def source_weights(sources: list[str] | np.ndarray) -> np.ndarray:
@@ -22,6 +29,16 @@ def source_weights(sources: list[str] | np.ndarray) -> np.ndarray:
     sources = np.asarray(sources)
     names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
     return 1.0 / (counts[inverse] * len(names))
+
+
+def balanced_source_weights(labels: np.ndarray, sources: list[str] | np.ndarray | None) -> np.ndarray:
+    """Per-image weights giving each source the same total and, within it, each class half of it."""
+    labels = np.asarray(labels).astype(bool)
+    weights = np.zeros(len(labels))
+    groups = source_groups(labels, None if sources is None else list(sources))
+    for group in groups:
+        weights[group] = balanced_weights(labels[group]) / len(groups)
+    return weights
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
@@ -85,9 +102,37 @@ def sensitivity_first_threshold(probabilities: np.ndarray, labels: np.ndarray, s
 
 
 def calibrate(logits: np.ndarray, labels: np.ndarray, sources: list[str] | None = None) -> tuple[float, float, float]:
-    """Temperature, offset and threshold (on calibrated probabilities) from validation logits, sources weighted
-    equally."""
-    weights = None if sources is None else source_weights(sources)
-    temperature, offset = fit_platt(logits, labels, weights)
+    """Temperature, offset and threshold (on calibrated probabilities) from validation logits, for a 50 %
+    prevalence in every source (see TEMPERATURE_RULE)."""
+    temperature, offset = fit_platt(logits, labels, balanced_source_weights(labels, sources))
     threshold = sensitivity_first_threshold(calibrated_probability(logits, temperature, offset), labels, sources)
     return temperature, offset, threshold
+
+
+def uncertain_band(probabilities: np.ndarray, labels: np.ndarray, threshold: float, sources: list[str] | None = None,
+                   minimum: float = MIN_ACCURACY_OUTSIDE_BAND) -> tuple[float, float]:
+    """The narrowest [low, high) containing the threshold outside which every source's accuracy (answers at
+    `threshold`) is at least `minimum` (see BAND_RULE); its edges sit halfway between validation scores."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    scores = np.unique(probabilities)
+    edges = np.r_[0.0, (scores[1:] + scores[:-1]) / 2, 1.0]
+    lows, highs = edges[edges <= threshold], edges[edges >= threshold]
+    correct = (probabilities >= threshold) == labels
+    feasible = np.ones((len(lows), len(highs)), dtype=bool)
+    inside_share = np.zeros((len(lows), len(highs)))
+    groups = source_groups(labels, sources)
+    for group in groups:
+        # Images (and correct answers) of the group below each low and at or above each high.
+        everyone, right = np.sort(probabilities[group]), np.sort(probabilities[group & correct])
+        below = np.searchsorted(everyone, lows, side="left")
+        correct_below = np.searchsorted(right, lows, side="left")
+        above = len(everyone) - np.searchsorted(everyone, highs, side="left")
+        correct_above = len(right) - np.searchsorted(right, highs, side="left")
+        outside = below[:, None] + above[None, :]
+        correct_outside = correct_below[:, None] + correct_above[None, :]
+        feasible &= (outside == 0) | (correct_outside >= minimum * outside)
+        inside_share += (1.0 - outside / len(everyone)) / len(groups)
+    inside_share[~feasible] = np.inf
+    low_index, high_index = np.unravel_index(np.argmin(inside_share), inside_share.shape)
+    return float(lows[low_index]), float(highs[high_index])

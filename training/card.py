@@ -22,6 +22,7 @@ from cxr_pneumonia.config import (
 from training.augment import PRESET_DESCRIPTIONS
 from training.framing_check import DEFAULT_CROPS
 from training.gate import category_table
+from training.robustness_card import answers_section, calibration_section, robustness_section, stand_in_section
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 # What each data source is, for the card: (test split, who is in it).
@@ -207,7 +208,7 @@ def changes_section(metrics: dict) -> str:
     if not previous:
         return ""
     version = previous.get("version") or "previous"
-    lines = [f"## What changed from {version} and why", "", CHANGES_FROM_PREVIOUS, "",
+    lines = [f"## What changed from {version} and why", "", previous.get("what_changed", CHANGES_FROM_PREVIOUS), "",
              "| test split | model | AUC | sensitivity | specificity | accuracy | ECE |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, test in metrics["test_by_source"].items():
@@ -340,6 +341,10 @@ def render_card(directory: Path, compare: list[Path] | None = None, augmentation
         "source_tables": source_tables(metrics),
         "changes": changes_section(metrics),
         "contrast": contrast_section(metrics),
+        "calibration": calibration_section(metrics, source_label),
+        "answers": answers_section(config, metrics, source_label),
+        "robustness": robustness_section(metrics, source_label),
+        "stand_ins": stand_in_section(metrics),
         "temperature_rule": config.get("temperature_rule", "temperature scaling on validation"),
         "architecture": config["architecture"],
         "parameters": f"{facts['parameters']:,}",

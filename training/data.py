@@ -20,6 +20,7 @@ from cxr_pneumonia.config import LABELS
 from cxr_pneumonia.explanation_quality import Box, box_mask
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, load_model_input, to_model_input
+from training.acquisition_pool import acquisition_pool
 
 SPLIT_FILENAME = "split.json"
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
@@ -216,6 +217,25 @@ def boxed_image_dataset(images: LabelledImages, image_size: int, normalization: 
     return pairs.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def pooled_stream(images: LabelledImages, pools: dict[str, np.ndarray], boxes: dict[str, list[Box]],
+                  seed: int) -> tf.data.Dataset:
+    """Every (source, class) group's changed copies from the acquisition pool (training.acquisition_pool), reshuffled
+    each pass and drawn equally often: (model input with the box mask stacked, label, box weight as in
+    boxed_image_dataset)."""
+    groups = []
+    for index, group in enumerate(balance_groups(images)):
+        copies = np.concatenate([pools[path] for path in group.paths])
+        variants = len(copies) // len(group)
+        labels = np.repeat(group.labels.astype(np.float32), variants)
+        known = np.array([bool(boxes.get(Path(path).name)) or label == 0
+                          for path, label in zip(group.paths, group.labels, strict=True)])
+        weights = np.repeat(known.astype(np.float32), variants)
+        dataset = tf.data.Dataset.from_tensor_slices((copies, labels, weights))
+        groups.append(dataset.shuffle(len(labels), seed=seed + index, reshuffle_each_iteration=True))
+    return sample_equally(groups, seed).map(lambda x, y, w: (tf.cast(x, tf.float32) / 255.0, y, w),
+                                            num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def box_targets(augment_geometry, augment_grey_levels, cell_size: int):
     """A batch map from (stacked image and mask, label, weight) to (image, [label, cell targets..., weight]): the
     geometric augmentation moves image and mask alike, the grey-level one touches the image only, and the mask
@@ -232,6 +252,16 @@ def box_targets(augment_geometry, augment_grey_levels, cell_size: int):
         return image, tf.concat([label[:, tf.newaxis], flat, weight[:, tf.newaxis]], axis=1)
 
     return to_targets
+
+
+def acquisition_pools(images: LabelledImages, image_size: int, normalization: str, boxes: dict[str, list[Box]],
+                      seed: int) -> dict[str, np.ndarray]:
+    """The changed copies of every training image, made (or read from the cache) one source at a time, so that runs
+    training on the same source share them."""
+    pools: dict[str, np.ndarray] = {}
+    for source in images.source_names:
+        pools |= acquisition_pool(images.of_source(source).paths, boxes, image_size, normalization, seed)
+    return pools
 
 
 def balance_groups(images: LabelledImages) -> list[LabelledImages]:
@@ -257,10 +287,16 @@ def training_dataset(
     augmenter: tf.keras.layers.Layer | None,
     seed: int,
     normalization: str = DEFAULT_NORMALIZATION,
+    acquisition: bool = False,
 ) -> tf.data.Dataset:
     """Endless augmented batches in which every (source, class) group is drawn equally often, so neither a
-    hospital nor its class mix is a label cue; each group is cached and reshuffled on each pass."""
-    dataset = balanced_stream(images, seed, lambda group: image_dataset(group, image_size, normalization))
+    hospital nor its class mix is a label cue; each group is cached and reshuffled on each pass. With
+    `acquisition`, each image first gets a random change of acquisition at its own size (acquisition_inputs)."""
+    if acquisition:
+        pools = acquisition_pools(images, image_size, normalization, {}, seed)
+        dataset = pooled_stream(images, pools, {}, seed).map(lambda x, y, _: (x[..., :1], y))
+    else:
+        dataset = balanced_stream(images, seed, lambda group: image_dataset(group, image_size, normalization))
     dataset = dataset.batch(batch_size)
     if augmenter is not None:
         dataset = dataset.map(
@@ -270,10 +306,15 @@ def training_dataset(
 
 
 def box_supervised_dataset(images: LabelledImages, image_size: int, batch_size: int, augmenters: tuple,
-                           seed: int, normalization: str, boxes: dict[str, list[Box]], cell_size: int
-                           ) -> tf.data.Dataset:
-    """training_dataset's balanced, augmented batches with each image's cell targets from its boxes (box_targets)."""
-    dataset = balanced_stream(images, seed, lambda group: boxed_image_dataset(group, image_size, normalization, boxes))
+                           seed: int, normalization: str, boxes: dict[str, list[Box]], cell_size: int,
+                           acquisition: bool = False) -> tf.data.Dataset:
+    """training_dataset's balanced, augmented batches with each image's cell targets from its boxes (box_targets);
+    with `acquisition`, each image first gets a random change of acquisition at its own size (acquisition_inputs)."""
+    if acquisition:
+        dataset = pooled_stream(images, acquisition_pools(images, image_size, normalization, boxes, seed), boxes, seed)
+    else:
+        dataset = balanced_stream(images, seed,
+                                  lambda group: boxed_image_dataset(group, image_size, normalization, boxes))
     dataset = dataset.batch(batch_size).map(box_targets(*augmenters, cell_size), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -170,12 +170,20 @@ def format_report(report: dict) -> str:
         low, high = ci[key]
         lines.append(f"{key:12s} {report[key]:.4f}  (95% CI {low:.4f}-{high:.4f})")
     lines.append(f"{'f1':12s} {report['f1']:.4f}")
-    lines.append(f"{'ece':12s} {report['ece']:.4f}")
+    lines.append(f"{'ece':12s} {report['ece']:.4f}  (balanced {report['balanced_ece']:.4f}, 95% CI "
+                 f"{_interval(ci['balanced_ece'])})")
+    if report.get("uncertain_band"):
+        lines.append(f"uncertain    {report['uncertain_share']:.1%} of images; accuracy of the rest "
+                     f"{report['accuracy_outside_band']:.4f}")
     (tn, fp), (fn, tp) = report["confusion_matrix"]["rows_true_cols_predicted"]
     lines.append(f"confusion    true NORMAL: {tn} normal / {fp} pneumonia; "
                  f"true PNEUMONIA: {fn} normal / {tp} pneumonia")
     lines.append(format_rejected(report))
     return "\n".join(lines)
+
+
+def _interval(values: list[float]) -> str:
+    return f"{values[0]:.4f}-{values[1]:.4f}"
 
 
 def format_folder_reports(report: dict) -> str:

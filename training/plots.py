@@ -80,3 +80,20 @@ def _save(figure: plt.Figure, out: Path) -> None:
     figure.tight_layout()
     figure.savefig(out, dpi=110)
     plt.close(figure)
+
+
+def plot_risk_coverage(curves: dict[str, dict], out: Path) -> None:
+    """Error rate against the share answered, name -> a report with risk_coverage and, if the model has a band,
+    uncertain_share and accuracy_outside_band (marked as the shipped point)."""
+    figure, axis = plt.subplots(figsize=(5, 4))
+    for name, report in curves.items():
+        curve = report["risk_coverage"]
+        line = axis.plot(curve["coverage"], curve["risk"], label=name)[0]
+        if report.get("uncertain_band"):
+            axis.plot(1 - report["uncertain_share"], 1 - report["accuracy_outside_band"], "o", color=line.get_color())
+    axis.set_xlabel("share of images answered (coverage)")
+    axis.set_ylabel("error rate of the answers (risk)")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(bottom=0)
+    axis.legend(fontsize="small")
+    _save(figure, out)

@@ -37,10 +37,17 @@ from cxr_pneumonia.config import (
 )
 from cxr_pneumonia.examples import BOXES_FILENAME
 from cxr_pneumonia.explain import DEFAULT_METHOD
-from cxr_pneumonia.model import ModelConfig, PneumoniaModel, load_model_dir
+from cxr_pneumonia.model import ModelConfig, PneumoniaModel, calibrated_probability, load_model_dir
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, describe
 from training import plots
-from training.calibration import TEMPERATURE_RULE, THRESHOLD_RULE, calibrate
+from training.calibration import (
+    BAND_RULE,
+    CALIBRATED_PREVALENCE,
+    TEMPERATURE_RULE,
+    THRESHOLD_RULE,
+    calibrate,
+    uncertain_band,
+)
 from training.card import write_card
 from training.contrast_check import contrast_report
 from training.data import (
@@ -48,6 +55,7 @@ from training.data import (
     concatenate,
     file_digest,
     patient_id,
+    subset,
     test_images,
     validation_images,
 )
@@ -73,7 +81,7 @@ def code_version() -> str:
 
 
 def write_config(out: Path, run: dict, calibration: tuple[float, float], threshold: float,
-                 data_dirs: list[Path]) -> ModelConfig:
+                 data_dirs: list[Path], band: tuple[float, float]) -> ModelConfig:
     """config.json: everything the app needs to use the model as it was trained."""
     normalization = run.get("normalization", DEFAULT_NORMALIZATION)
     config = {
@@ -86,6 +94,8 @@ def write_config(out: Path, run: dict, calibration: tuple[float, float], thresho
         "temperature": calibration[0],
         "logit_offset": calibration[1],
         "temperature_rule": TEMPERATURE_RULE,
+        "calibrated_prevalence": CALIBRATED_PREVALENCE,
+        "uncertain_band": {"low": band[0], "high": band[1], "rule": BAND_RULE},
         "gradcam_layer": run["gradcam_layer"],
         "architecture": run["arch"],
         "data_manifest_sha256": manifest_digests(data_dirs),
@@ -103,17 +113,26 @@ def manifest_digests(data_dirs: list[Path]) -> dict[str, str | None]:
 
 
 def calibrate_run(out: Path, data_dirs: list[Path]) -> tuple[dict, LabelledImages]:
-    """Fit the temperature, offset and threshold on the run's validation images and write config.json (no gate);
-    returns run.json and those images."""
+    """Fit the temperature, offset, threshold and uncertain band on the validation images of the sources the run
+    trained on and write config.json (no gate); returns run.json and those images."""
     run = json.loads((out / RUN_FILENAME).read_text())
     keras_model = keras.saving.load_model(out / MODEL_FILENAME, compile=False, safe_mode=True)
     normalization = run.get("normalization", DEFAULT_NORMALIZATION)
     uncalibrated = PneumoniaModel(keras_model, ModelConfig(image_size=run["image_size"], normalization=normalization))
-    validation = validation_images(out)
+    validation = trained_sources_validation(out, run)
     val_logits = uncalibrated.logits(np.stack([uncalibrated.preprocess_file(p) for p in validation.paths]))
     temperature, offset, threshold = calibrate(val_logits, validation.labels, validation.sources)
-    write_config(out, run, (temperature, offset), threshold, data_dirs)
+    probabilities = calibrated_probability(val_logits, temperature, offset)
+    band = uncertain_band(probabilities, validation.labels, threshold, validation.sources)
+    write_config(out, run, (temperature, offset), threshold, data_dirs, band)
     return run, validation
+
+
+def trained_sources_validation(out: Path, run: dict) -> LabelledImages:
+    """The run's validation images, without those of a source it held out of training (--holdout-source)."""
+    validation = validation_images(out)
+    held_out = run.get("holdout_source")
+    return subset(validation, np.array(validation.sources) != held_out) if held_out else validation
 
 
 def validation_checks(model: PneumoniaModel, run: dict, validation: LabelledImages) -> dict:
@@ -130,11 +149,20 @@ def sources_with_boxes(data_dirs: list[Path]) -> list[Path]:
     return [d for d in data_dirs if (d / BOXES_FILENAME).is_file()]
 
 
-def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None) -> dict:
-    """Calibrate on validation, fit the input gate, evaluate on val/test per source, write config, metrics,
-    plots and card; `previous` is an earlier model directory measured on the same test splits beside it."""
+def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None, what_changed: str = "",
+                 keep_gate: bool = False) -> dict:
+    """Calibrate on validation, fit the input gate (or keep the one already fitted), evaluate on val/test per
+    source, write config, metrics, plots and card; `previous` is an earlier model directory measured on the same
+    test splits beside it."""
+    fitted_gate = json.loads((out / CONFIG_FILENAME).read_text()).get("gate") if keep_gate else None
+    if keep_gate and not fitted_gate:
+        raise ValueError(f"--keep-gate: {out} has no fitted gate; run python -m training.gate --model {out} first")
     run, validation = calibrate_run(out, data_dirs)
-    fit_gate(out, data_dirs)
+    if fitted_gate:
+        config = json.loads((out / CONFIG_FILENAME).read_text()) | {"gate": fitted_gate}
+        (out / CONFIG_FILENAME).write_text(json.dumps(config, indent=2))
+    else:
+        fit_gate(out, data_dirs)
     model = load_model_dir(out)
 
     tests = concatenate([test_images(d) for d in data_dirs])
@@ -145,6 +173,8 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None)
                                                       LOCALIZATION_METHODS)
     if previous:
         metrics["previous_version"] = previous_version_metrics(previous, tests, with_boxes[:1])
+        if what_changed:
+            metrics["previous_version"]["what_changed"] = what_changed
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
     write_plots(out, model, validation, tests, metrics)
     write_card(out)
@@ -226,6 +256,8 @@ def write_plots(out: Path, model: PneumoniaModel, validation: LabelledImages, te
                                 out / "confusion_matrix.png")
     plots.plot_reliability({name: values for name, values in curves.items() if name.startswith("test")},
                            "test (calibrated)", out / "reliability.png")
+    plots.plot_risk_coverage({f"test {name}": report for name, report in metrics["test_by_source"].items()},
+                             out / "risk_coverage.png")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,6 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, required=True, help="a training run directory")
     parser.add_argument("--data", type=Path, nargs="+", default=[DEFAULT_DATA_DIR], help="the run's data sources")
     parser.add_argument("--previous", type=Path, help="an earlier model directory to measure beside this one")
+    parser.add_argument("--what-changed", default="", help="what changed from --previous and why, for the card")
+    parser.add_argument("--keep-gate", action="store_true",
+                        help="keep the input gate already fitted by python -m training.gate (same weights)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--measure-only", action="store_true",
                       help="only measure validation and test again (after refitting the gate) and rewrite the card")
@@ -244,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.validation_only:
         validation_only_report(args.model, args.data)
     else:
-        write_report(args.model, args.data, args.previous)
+        write_report(args.model, args.data, args.previous, args.what_changed, args.keep_gate)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from cxr_pneumonia.examples import read_boxes
 from cxr_pneumonia.metrics import roc_auc
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, NORMALIZATIONS
 from training import data
-from training.augment import PRESETS, build_augmenter, build_augmenters
+from training.augment import PRESETS, RAW_ACQUISITION_PRESETS, build_augmenter, build_augmenters
 from training.box_supervision import box_supervised_loss, box_supervised_model, cell_size
 from training.data import SPLIT_FILENAME
 from training.distributed import (
@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--arch", choices=ARCHITECTURES, default="cxr_cnn")
     parser.add_argument("--weights", default=None, help="'imagenet' for Keras applications (needs internet)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a model directory of ours (same architecture and input size) whose weights training "
+                             "starts from: to fine-tune a shipped version with another augmentation")
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -68,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "that no image's logit is pushed without end (Szegedy et al. 2016)")
     parser.add_argument("--steps-per-epoch", type=int, default=0, help="batches per epoch (0: one pass's worth)")
     parser.add_argument("--val-fraction", type=float, default=0.15)
+    parser.add_argument("--holdout-source", default=None,
+                        help="a source (folder name) left out of training and of the checkpoint choice: its "
+                             "validation images are only measured, as a stand-in for a hospital never seen")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--limit", type=int, default=0, help="use only this many images per class (tests)")
     parser.add_argument("--skip-report", action="store_true", help="train only; no calibration or card")
@@ -90,14 +96,17 @@ def limit_per_class(images: data.LabelledImages, limit: int, seed: int) -> data.
 
 
 class SourceValidation(keras.callbacks.Callback):
-    """Validation AUC and loss of each source and their means (`val_auc`, `val_loss`), logged before the
-    checkpoint callbacks read them, so every source counts the same whatever its size."""
+    """Validation AUC and loss of each source and their means over the sources trained on (`val_auc`,
+    `val_loss`), logged before the checkpoint callbacks read them, so every source counts the same whatever its
+    size; a held-out source is logged but chooses nothing."""
 
-    def __init__(self, dataset: tf.data.Dataset, images: data.LabelledImages, classifier: keras.Model):
+    def __init__(self, dataset: tf.data.Dataset, images: data.LabelledImages, classifier: keras.Model,
+                 chosen_by: list[str] | None = None):
         super().__init__()
         self.dataset = dataset
         self.images = images
         self.classifier = classifier  # the one-output model, also when fit() trains a box-supervised wrapper
+        self.chosen_by = chosen_by or images.source_names
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logits = self.classifier.predict(self.dataset, verbose=0).reshape(-1)
@@ -107,8 +116,8 @@ class SourceValidation(keras.callbacks.Callback):
         aucs = {name: roc_auc(labels[sources == name], logits[sources == name]) for name in self.images.source_names}
         if logs is not None:
             logs.update({f"val_auc_{name}": value for name, value in aucs.items()})
-            logs["val_auc"] = float(np.mean(list(aucs.values())))
-            logs["val_loss"] = float(np.mean([losses[sources == name].mean() for name in aucs]))
+            logs["val_auc"] = float(np.mean([aucs[name] for name in self.chosen_by]))
+            logs["val_loss"] = float(np.mean([losses[sources == name].mean() for name in self.chosen_by]))
         print(f"epoch {epoch + 1}: validation AUC " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items()))
 
 
@@ -156,8 +165,12 @@ def train(args: argparse.Namespace) -> Path:
     if args.limit:
         sources = [limit_per_class(images, args.limit, args.seed) for images in sources]
     train_images, val_images = data.split_each_source(data.concatenate(sources), args.val_fraction, args.seed)
+    if args.holdout_source:
+        if args.holdout_source not in train_images.source_names:
+            raise ValueError(f"--holdout-source {args.holdout_source} is not one of {train_images.source_names}")
+        train_images = data.subset(train_images, np.array(train_images.sources) != args.holdout_source)
     (out / SPLIT_FILENAME).write_text(json.dumps({"validation": val_images.paths, "seed": args.seed}, indent=1))
-    for name in train_images.source_names:
+    for name in val_images.source_names:
         print(f"{name}: train {len(train_images.of_source(name))} images, "
               f"validation {len(val_images.of_source(name))} images (patient-grouped)")
 
@@ -169,6 +182,9 @@ def train(args: argparse.Namespace) -> Path:
     stream_seed = args.seed + worker.index
     with strategy.scope():
         classifier = build_model(args.arch, args.image_size, args.weights)
+        if args.init_from:
+            classifier.set_weights(keras.saving.load_model(args.init_from / MODEL_FILENAME, compile=False,
+                                                           safe_mode=True).get_weights())
         trained = box_supervised_model(classifier) if args.box_weight else classifier
         compile_arguments = loss_and_metrics(args.box_weight, args.label_smoothing)
         trained.compile(optimizer=keras.optimizers.Adam(args.learning_rate), **compile_arguments)
@@ -180,7 +196,7 @@ def train(args: argparse.Namespace) -> Path:
     val_ds = with_auto_shard(val_ds, AutoShardPolicy.DATA)
     steps_per_epoch = args.steps_per_epoch or -(-len(train_images) // global_batch_size)
     callbacks = [
-        SourceValidation(val_ds, val_images, classifier),
+        SourceValidation(val_ds, val_images, classifier, chosen_by=train_images.source_names),
         SaveBest(classifier, out / MODEL_FILENAME),
         keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=args.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.3, patience=3, min_lr=1e-5),
@@ -207,6 +223,9 @@ def train(args: argparse.Namespace) -> Path:
         "gradcam_layer": last_conv_layer_name(classifier),
         "box_weight": args.box_weight,
         "label_smoothing": args.label_smoothing,
+        "holdout_source": args.holdout_source,
+        "init_from": None if args.init_from is None else json.loads((args.init_from / "config.json").read_text()).get(
+            "version", str(args.init_from)),
         "batch_size": args.batch_size,
         "workers": worker.count,
         "global_batch_size": global_batch_size,
@@ -230,12 +249,13 @@ def loss_and_metrics(box_weight: float, label_smoothing: float = 0.0) -> dict:
 def training_stream(args: argparse.Namespace, images: data.LabelledImages, batch_size: int, seed: int,
                     cells: int) -> tf.data.Dataset:
     """Balanced augmented training batches; with --box-weight, with each image's cell targets from its boxes."""
+    acquisition = args.augment in RAW_ACQUISITION_PRESETS
     if not args.box_weight:
         return data.training_dataset(images, args.image_size, batch_size, build_augmenter(args.augment, seed), seed,
-                                     args.normalization)
+                                     args.normalization, acquisition)
     boxes = {name: found for folder in args.data for name, found in read_boxes(folder).items()}
     return data.box_supervised_dataset(images, args.image_size, batch_size, build_augmenters(args.augment, seed),
-                                       seed, args.normalization, boxes, cells)
+                                       seed, args.normalization, boxes, cells, acquisition)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,211 @@
+"""Every string the page shows, in one table keyed by name (English; other languages go through gr.I18n)."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    "title": "# Chest X-ray: pneumonia or normal?",
+    "subtitle": "Upload a frontal chest X-ray or click an example: a small CNN trained on children and adults "
+                "answers, with a heatmap of where its evidence lies.",
+    "disclaimer": "**A demo, not a medical device.** Trained on frontal chest X-rays from two hospitals, not approved "
+                  "by any regulator; it must not be used to diagnose anyone. Ask a clinician.",
+    "image_tab": "Image",
+    "file_tab": "DICOM or other file",
+    "image_label": "Chest X-ray (JPEG, PNG, ...)",
+    "file_label": "DICOM (.dcm), TIFF or any image file",
+    "analyze": "Analyze",
+    "examples_heading": "**Examples** (click one to analyse it)",
+    "gallery_child": "Children (Kermany et al. 2018, Guangzhou), official test split",
+    "gallery_adult": "Adults (RSNA Pneumonia Detection Challenge), held-out test split; the pneumonias have the "
+                     "radiologists' boxes",
+    "no_examples": "_No example images are available here (set EXAMPLES_DIR or EXAMPLES_REPO)._",
+    "settings": "Settings",
+    "method": "Explanation method",
+    "boxes": "Show the radiologists' boxes",
+    "boxes_info": "Only the adult pneumonia examples (RSNA test split) have them.",
+    "opacity": "Heatmap opacity",
+    "version": "Model version",
+    "version_info": "Version tags on the Hub; switching loads that version once and keeps it.",
+    "version_info_unlisted": "Version tags cannot be listed (the Hub is off or out of reach): only {version} is "
+                             "served.",
+    "prevalence": "Pneumonia prevalence where the X-ray is read (%)",
+    "prevalence_info": "50 % by default; for instance 5 % in screening, 30 % in an emergency department.",
+    "result_tab": "Result",
+    "lab_tab": "Explanation lab (compare methods)",
+    "heatmap": "Original and heatmap (drag the slider)",
+    "probabilities": "Probabilities",
+    "details": "Details: scores and threshold",
+    "student_note_title": "How to read the heatmap (for students)",
+    "json_title": "Result as JSON",
+    "model_title": "Model",
+    "decision_pneumonia": "**The model sees signs of pneumonia** (probability {percent:.0f} %). This is a demo, "
+                          "not a diagnosis.",
+    "decision_normal": "**The model sees no sign of pneumonia** (probability of pneumonia {percent:.0f} %). This is "
+                       "a demo, not a diagnosis.",
+    "decision_uncertain": "**The model cannot tell; a clinician must read the X-ray** (probability of pneumonia "
+                          "{percent:.0f} %, inside its uncertain band).",
+    "heatmap_line": "Heatmap: {method}, evidence for {label}.",
+    "boxes_hint": "_Radiologists' boxes are known for this image: tick \"Show the radiologists' boxes\"._",
+    "no_boxes": "No radiologists' boxes are known for this image: only the adult pneumonia examples have them.",
+    "refusal": "**This looks like {looks_like}, not a frontal chest X-ray: upload a frontal (PA or AP) chest X-ray.**",
+    "refusal_unknown": "**This does not look like a frontal chest X-ray the model can read: upload a frontal (PA or "
+                       "AP) chest X-ray.**",
+    "kind_lateral_chest": "a side (lateral) view of the chest",
+    "kind_other_body_part": "an X-ray of another part of the body",
+    "kind_turned_chest": "a chest X-ray turned on its side or upside down",
+    "kind_part_of_chest": "only part of a chest X-ray",
+    "kind_not_xray": "a picture that is not an X-ray",
+    "details_prediction": "Pneumonia probability {percent:.1f} % against the decision threshold of "
+                          "{threshold:.1f} %.{band}",
+    "details_band": " Between {low:.0f} % and {high:.0f} % the model does not answer (uncertain band).",
+    "details_no_band": " This model version has no uncertain band: it always answers.",
+    "prevalence_result": "**At a prevalence of {prevalence:.0f} %: pneumonia probability {percent:.0f} %.**",
+    "prevalence_why": "The probability is calibrated for X-rays of which {calibrated:.0f} % show pneumonia. Where "
+                      "pneumonia is rarer (screening) the same X-ray is less likely to show it, and where it is "
+                      "commoner (an emergency department) more likely: Bayes' rule on the odds.",
+    "prevalence_unavailable": "_The prevalence control is unavailable for this model version: it does not state "
+                              "the prevalence its probability is calibrated for._",
+    "reference": "Radiologists' label: **{label}**, {source} ({kind}).",
+    "source_chest_xray": "Kermany test split",
+    "source_rsna_pneumonia": "RSNA test split",
+    "no_image": "Upload a chest X-ray or click one of the examples first.",
+    "two_images": "Two images were given (an image and a file): send one.",
+    "unreadable": "Cannot read this image: {reason}",
+    "file_gone": "The uploaded file is no longer kept: upload it again.",
+    "unknown_version": "{reason}",
+    "analyse_first": "Analyse an image first: the lab explains the image on the Result tab.",
+    "lab_refused": "The input gate refused this image: there is nothing to explain.",
+    "lab_intro": "Every method's map of the evidence for **{label}** (the model's decision), all {count} in "
+                 "{ms:.0f} ms. The second image of each is the map of a copy of the model whose top layers are "
+                 "re-initialised at random (the sanity check).",
+    "lab_same_maps": "{first} and {others} give the same map here (see How to read the heatmap).",
+    "caption": "**{method}**: {ms:.0f} ms{boxes}{sanity}",
+    "caption_box": "; peak {where} the boxes, {share:.0f} % of the map's mass in them",
+    "caption_box_empty": "; an empty map",
+    "caption_sanity": "; sanity check rho {rho:.2f}, {verdict}",
+    "caption_sanity_pending": "; sanity check running...",
+    "inside": "inside",
+    "outside": "outside",
+    "passes": "passes",
+    "fails": "**fails**",
+    "trained_map": "{method}: trained model",
+    "randomised_map": "{method}: top re-initialised",
+    "sanity_title": "**Sanity check: model-parameter randomisation** (Adebayo et al. 2018). A method passes when "
+                    "the Spearman rank correlation between its map and the map of the copy with its top layers "
+                    "(`{layers}`) re-initialised is below {limit} in size.",
+    "sanity_header": "| method | Spearman rho | sanity check |\n|---|---:|---|",
+    "sanity_row": "| {method} | {rho:.2f} | {verdict} |",
+    "passed": "passed",
+    "failed": "**failed**",
+    "faithfulness_title": "**Deletion and insertion** (Petsiuk et al. 2018) for the probability of {label}: the "
+                          "pixels each map ranks first are blurred first (deletion), or restored first into a "
+                          "blurred copy (insertion).",
+    "faithfulness_header": "| method | deletion AUC (lower is better) | insertion AUC (higher is better) |\n"
+                           "|---|---:|---:|",
+    "faithfulness_row": "| {method} | {deletion:.3f} | {insertion:.3f} |",
+    "faithfulness_baseline": "The fully blurred copy alone scores {blurred:.2f} for {label}: no deletion curve can "
+                             "fall below that, whatever the map. Our models read a blurred film as pneumonia (blur "
+                             "looks like haze), so a PNEUMONIA map's deletion curve stays high.",
+    "curves": "Deletion and insertion curves",
+    "lab_json": "Comparison as JSON",
+    "panel_repository": "**Repository:** [{repo}](https://huggingface.co/{repo})",
+    "panel_revision": "**Revision:** `{revision}` (commit `{commit}`)",
+    "panel_card": "**Model card:** [README.md](https://huggingface.co/{repo}/blob/{commit}/README.md)",
+    "panel_bundled": "**Source: the model bundled with this Space** (`model/`), because {reason}. Its card is "
+                     "`model_card.md` in the Space's files.",
+    "panel_version": "**Version:** {version} · architecture `{architecture}`, {size}x{size} input, decision "
+                     "threshold {threshold:.2f}",
+    "panel_gate_on": "**Input gate:** on: images that do not look like a chest X-ray are refused",
+    "panel_gate_off": "**Input gate:** none in this model version: every image is answered",
+    "panel_tests": "**Test splits:**",
+    "panel_test_row": "- {source}: {n} images, accuracy {accuracy:.3f}, AUC {auc:.3f}, sensitivity "
+                      "{sensitivity:.3f}, specificity {specificity:.3f}",
+    "source_name_chest_xray": "children (Kermany et al. 2018, official test split)",
+    "source_name_rsna_pneumonia": "adults (RSNA, held-out test split)",
+    "untagged": "untagged",
+    "your_data_tab": "Your data",
+    "your_data_intro": "**How does the model do on your own labelled X-rays?** Upload one zip, in either layout:\n"
+                       "- folders named `NORMAL` and `PNEUMONIA`, at any depth (the nearest such folder gives the "
+                       "label);\n"
+                       "- a `labels.csv` with the columns `filename,label` beside the images.\n\n"
+                       "Any format the app reads counts, DICOM included; at most {max_images:,} images and "
+                       "{max_megabytes:,.0f} MB unzipped. The images are read in a temporary folder that is deleted "
+                       "when the evaluation ends; nothing is kept.",
+    "your_data_upload": "Zip of labelled X-rays",
+    "your_data_button": "Evaluate",
+    "your_data_no_zip": "Upload a zip of labelled X-rays first.",
+    "your_data_no_zip_title": "No zip",
+    "your_data_refused_title": "Cannot evaluate this zip",
+    "your_data_refused": "{reason}",
+    "your_data_opening": "Opening the zip",
+    "your_data_progress": "{done} of {total} images analysed, about {left:.0f} s left",
+    "your_data_analysing_errors": "Analysing the errors for the gallery",
+    "your_data_summary_head": "**{n} images evaluated** ({layout}) with the model {version} at its threshold "
+                              "{threshold:.2f}.",
+    "your_data_layout_csv": "labels.csv",
+    "your_data_layout_folders": "labelled by their NORMAL and PNEUMONIA folders",
+    "your_data_metric_header": "| | value | 95 % interval |\n|---|---:|---|",
+    "your_data_metric_row": "| {name} | {value} | {low} to {high} |",
+    "your_data_sensitivity": "Sensitivity",
+    "your_data_specificity": "Specificity",
+    "your_data_accuracy": "Accuracy",
+    "your_data_auc": "AUC",
+    "your_data_none_read": "_No image could be read, so nothing can be measured: see the reasons beside each file._",
+    "your_data_only_normal": "_Only NORMAL images were read: the AUC and the ROC curve need images of both classes, "
+                             "and sensitivity needs PNEUMONIA images. Accuracy and specificity are shown._",
+    "your_data_only_pneumonia": "_Only PNEUMONIA images were read: the AUC and the ROC curve need images of both "
+                                "classes, and specificity needs NORMAL images. Accuracy and sensitivity are shown._",
+    "your_data_refused_share": "**Input gate:** refused {n_refused} of {n} images ({share:.0%}); as on the command "
+                               "line, the metrics above count them with their probability.",
+    "your_data_no_gate": "**Input gate:** this model has none.",
+    "your_data_uncertain": "**UNCERTAIN:** {n_uncertain} of {n} images fall in the model's uncertain band, where a "
+                           "clinician must read the X-ray; the metrics take the decision at the threshold.",
+    "your_data_unreadable": "**Not read:** {n_unreadable} file(s); the table below gives each reason.",
+    "your_data_confusion": "Confusion matrix",
+    "your_data_roc": "ROC curve",
+    "your_data_reliability": "Reliability diagram",
+    "your_data_slider": "Another threshold (this only shows; the model keeps its own)",
+    "your_data_at_threshold": "At threshold **{threshold:.2f}** these images would give sensitivity "
+                              "**{sensitivity}** ({tp} of {positives} pneumonias found) and specificity "
+                              "**{specificity}** ({tn} of {negatives} normals cleared). The model's threshold stays "
+                              "{model_threshold:.2f}.",
+    "your_data_skipped": "Files not evaluated, with the reason",
+    "your_data_skipped_file": "file",
+    "your_data_skipped_why": "why",
+    "your_data_unlabelled_reason": "no label: not inside a NORMAL or PNEUMONIA folder, nor named in labels.csv",
+    "your_data_errors": "The model's errors, most confident first: click one for its full analysis",
+    "your_data_error_caption": "{label} read as {predicted} ({probability:.0%} pneumonia)",
+    "your_data_error_heading": "**{name}**, labelled {label} in your zip.",
+    "your_data_no_errors": "The model decided every image correctly at its threshold.",
+    "your_data_csv": "Download the per-image results (CSV)",
+    "your_data_error_original": "Original",
+    "your_data_error_heatmap": "Heatmap",
+    "your_data_not_measured": "n/a",
+}
+
+STUDENT_NOTE = """
+**How to read the heatmap.** Warm colours mark the regions whose features raised the score of the
+class the model chose (Grad-CAM: gradients of that score weight the last convolutional layer's
+feature maps). The map is coarse: it comes from a {grid}x{grid} grid, blown up to the image. SmoothGrad is
+different in kind: the size of the score's gradient at each pixel, averaged over noisy copies, so it is
+sharp but shows which pixels the score is *sensitive* to, not where the evidence is.
+
+**What it does not prove.** A heatmap on the lungs does not mean the model is right, and it does not
+show *what* the model saw there. Heat on text markers, the image border or outside the body is a sign
+of a shortcut. The methods are different summaries of the same network; where they disagree, none of
+them is the truth. (On a network that ends in global average pooling and one linear layer, as this one
+does, Grad-CAM++ and Layer-CAM give the same map.) Saliency maps are known to mislead (Adebayo et al.
+2018); the explanation lab lets you check a map yourself: the radiologists' boxes (does the map's peak fall
+inside one, and how much of its mass lies there?), the sanity check (the same map from a copy of the model
+whose top layers are re-initialised: if it barely changes, |rho| of {max_rho} or more, it shows edges, not
+what the model learned) and deletion and insertion (blur the pixels the map ranks first and watch the
+probability fall).
+
+**Prevalence.** The same X-ray gives another probability where pneumonia is rarer or commoner: the
+model's odds are multiplied by the ratio of the prior odds (Bayes' rule). The decision and the answer stay
+those of the model's threshold.
+"""
+
+
+def text(key: str, **values: object) -> str:
+    """The message `key` with `values` filled in."""
+    return MESSAGES[key].format(**values) if values else MESSAGES[key]
