@@ -30,6 +30,9 @@ CARD_FILENAME = "README.md"
 # Upload limits: a decompression bomb or a huge file is refused before it is decoded.
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 80_000_000
+# Files counted as images by name: the suffixes the app reads, and none (DICOM files often have none).
+IMAGE_FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".dcm", ".dicom",
+                                 ""})
 MIN_SIDE_PIXELS = 64
 # Decoding a single upload may take at most this long; a small thread pool runs the decodes.
 DECODE_TIMEOUT_SECONDS = 10.0
@@ -41,3 +44,10 @@ DEFAULT_OPACITY = 0.4  # of the heatmap over the image
 JPEG_QUALITY = 90  # of the images the app sends back
 # Seconds an uploaded file and the images made from it stay on disk after the answer (the page's default).
 RESULT_RETENTION_SECONDS = 30.0
+
+# A labelled zip to evaluate the model on ("Your data" tab, POST /v1/evaluate): a bomb or a flood of files is
+# refused (413) from the entries' declared sizes, and again from the bytes actually inflated.
+MAX_ZIP_IMAGES = 2_000
+MAX_ZIP_ENTRY_BYTES = MAX_FILE_BYTES
+MAX_ZIP_TOTAL_BYTES = 500_000_000  # uncompressed, all entries read; also the limit of the zip itself
+EVALUATION_BATCH_SIZE = 32  # images read and analysed per turn on a model thread

@@ -322,9 +322,9 @@ class InputGate:
         a forward pass already computed them (see `outputs`)."""
         return self._scores_and_logits(batch, outputs)[0]
 
-    def refused(self, batch: np.ndarray) -> np.ndarray:
-        """A boolean per image of the batch: True where the gate refuses it."""
-        return self._refused(self.scores(batch), len(batch))
+    def refused(self, batch: np.ndarray, outputs: np.ndarray | None = None) -> np.ndarray:
+        """A boolean per image of the batch: True where the gate refuses it (pass `outputs` as for `scores`)."""
+        return self._refused(self.scores(batch, outputs), len(batch))
 
     def assess(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, list[str | None]]:
         """Every score of a batch, a boolean per image (refused) and, for each refused image, what it looks

@@ -17,11 +17,11 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     if len(positives) == 0 or len(negatives) == 0:
         return float("nan")
     order = np.argsort(scores, kind="mergesort")
+    # Each run of tied scores gets the mean of its 1-based positions (vectorised: the bootstrap calls this often).
+    starts = np.r_[0, np.flatnonzero(np.diff(scores[order])) + 1]
+    ends = np.r_[starts[1:], len(scores)]
     ranks = np.empty(len(scores), dtype=np.float64)
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(scores):  # average ranks of ties
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
+    ranks[order] = np.repeat((starts + 1 + ends) / 2, ends - starts)
     positive_rank_sum = ranks[labels].sum()
     n_pos, n_neg = len(positives), len(negatives)
     return float((positive_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
@@ -109,6 +109,20 @@ def bootstrap_interval(labels: np.ndarray, scores: np.ndarray, statistic, rounds
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> tuple[list, list, list]:
+    """Mean predicted probability, observed frequency and count of each non-empty equal-width bin."""
+    edges = np.linspace(0, 1, bins + 1)
+    indices = np.clip(np.digitize(probabilities, edges[1:-1], right=True), 0, bins - 1)
+    centres, observed, counts = [], [], []
+    for index in range(bins):
+        members = indices == index
+        if members.any():
+            centres.append(probabilities[members].mean())
+            observed.append(labels[members].mean())
+            counts.append(int(members.sum()))
+    return centres, observed, counts
+
+
 def bootstrap_auc_interval(
     labels: np.ndarray, scores: np.ndarray, rounds: int = 1000, seed: int = 0
 ) -> list[float]:
@@ -122,6 +136,8 @@ def bootstrap_auc_interval(
         if labels[sample].all() or not labels[sample].any():
             continue
         values.append(roc_auc(labels[sample], scores[sample]))
+    if not values:  # one class only: there is no AUC to resample
+        return [float("nan"), float("nan")]
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 

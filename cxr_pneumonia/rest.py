@@ -6,6 +6,8 @@
     POST /v1/explain   the same inputs, parameters method, version, opacity and prevalence -> the analysis
                        (with "answer": PNEUMONIA, NORMAL or UNCERTAIN) and its heatmap
     POST /v1/compare   the same inputs, parameters version and opacity -> the analysis and every method's heatmap
+    POST /v1/evaluate  a zip of labelled X-rays (application/zip, or a multipart file; ?version=) -> the metrics on
+                       them, as training.evaluate computes them, and one row per image (cxr_pneumonia.evaluation)
     GET  /v1/model     where the model came from and its test metrics (?version=v1.0.0 for another version)
 
 Parameters may also be sent in the query string (?top_k=1), the way to pass them with raw bytes. The body's
@@ -13,7 +15,9 @@ kind is sniffed from its bytes, never taken from Content-Type (curl sends images
 {"error": message}: 400, 413 or 415 for what the decoder refuses, 400 for a bad parameter (prevalence must lie
 strictly between 0 and 1), 404 with "available" (the tags, or null when they cannot be listed) for a version
 that cannot be served, 422 when the input gate refuses the image,
-503 (with Retry-After) when more requests are already waiting for the model than the app allows.
+503 (with Retry-After) when more requests are already waiting for the model than the app allows. An evaluation
+counts as one request; its batches run on the model threads one at a time, each queued behind the requests
+already waiting, so it holds at most one model thread and single images are served between its batches.
 """
 
 from __future__ import annotations
@@ -23,19 +27,25 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cxr_pneumonia.config import DEFAULT_OPACITY, DEFAULT_PREVALENCE, MAX_REQUEST_BYTES
+from cxr_pneumonia.config import DEFAULT_OPACITY, DEFAULT_PREVALENCE, MAX_REQUEST_BYTES, MAX_ZIP_TOTAL_BYTES
+from cxr_pneumonia.evaluation import evaluate_archive, on_executor
 from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS
 from cxr_pneumonia.imaging import ImageDecodeError, ImageTooLargeError, UnsupportedImageError, check_file_size
+from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
 from cxr_pneumonia.service import Analysis, PneumoniaService, UnknownVersionError, encode_jpeg
 
 API_PREFIX = "/v1"
@@ -43,6 +53,7 @@ CLASSIFY_PARAMETERS = ("top_k", "prevalence")
 EXPLAIN_PARAMETERS = ("method", "version", "opacity", "prevalence")
 COMPARE_PARAMETERS = ("version", "opacity")
 _SNIFF_BYTES = 64
+SPOOL_BYTES = 8 * 1024 * 1024  # an uploaded zip past this goes to a temporary file, not memory
 BUSY_MESSAGE = "The server is busy with other requests. Please try again in a few seconds."
 RETRY_AFTER_SECONDS = 5
 log = logging.getLogger(__name__)
@@ -75,17 +86,27 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
         api.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
     in_flight = 0  # changed on the event loop only, so no lock
 
-    async def on_workers(handle: Callable[[bytes, Parameters], Any], request: Request) -> JSONResponse:
+    @contextmanager
+    def admitted() -> Iterator[None]:
+        """Count a model request while it runs or waits; refuse it (503) when max_in_flight are in already."""
         nonlocal in_flight
         if max_in_flight is not None and in_flight >= max_in_flight:
             raise ApiError(503, BUSY_MESSAGE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         in_flight += 1
         try:
+            yield
+        finally:
+            in_flight -= 1
+
+    async def on_workers(handle: Callable[[bytes, Parameters], Any], request: Request) -> JSONResponse:
+        with admitted():
             body = await read_body(request)
             loop = asyncio.get_running_loop()
             return JSONResponse(await loop.run_in_executor(workers, handle, body, dict(request.query_params)))
-        finally:
-            in_flight -= 1
+
+    async def evaluated(request: Request, version: str | None) -> JSONResponse:
+        with admitted():
+            return await evaluate_request(service, workers, request, version)
 
     @api.post("/classify")
     async def classify(request: Request) -> JSONResponse:
@@ -98,6 +119,10 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
     @api.post("/compare")
     async def compare(request: Request) -> JSONResponse:
         return await answer(on_workers(lambda body, query: compare_body(service, body, query), request))
+
+    @api.post("/evaluate")
+    async def evaluate(request: Request, version: str = "") -> JSONResponse:
+        return await answer(evaluated(request, version or None))
 
     @api.get("/model")
     async def model(version: str = "") -> JSONResponse:
@@ -118,6 +143,8 @@ async def answer(respond: Awaitable[JSONResponse]) -> JSONResponse:
         return error.response()
     except ImageDecodeError as error:
         return ApiError(decode_error_status(error), str(error)).response()
+    except ArchiveError as error:
+        return ApiError(error.status, str(error)).response()
     except UnknownVersionError as error:
         return ApiError(404, str(error), {"available": error.available}).response()
     except Exception:
@@ -144,6 +171,61 @@ async def read_body(request: Request) -> bytes:
         body += chunk
         check_request_size(len(body))
     return bytes(body)
+
+
+async def evaluate_request(service: PneumoniaService, workers: Executor, request: Request,
+                           version: str | None) -> JSONResponse:
+    """The evaluation of the uploaded zip: read and extracted in a plain thread, its batches on the model threads."""
+    with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as body:
+        await spool_body(request, body)
+        upload = await multipart_file(request, body)
+        try:
+            def run() -> dict[str, Any]:
+                model = service.model(version).model
+                with open_labelled_zip(upload.file if upload else body) as archive:
+                    return evaluate_archive(model, archive, on_executor(workers)).as_json()
+
+            return JSONResponse(await run_in_threadpool(run))
+        finally:
+            if upload is not None:
+                await upload.close()
+
+
+async def spool_body(request: Request, sink: Any) -> None:
+    """Copy the request body into `sink`, refusing (413) a body declared or found over MAX_ZIP_TOTAL_BYTES."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ZIP_TOTAL_BYTES:
+        raise ApiError(413, zip_too_large_message())
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_ZIP_TOTAL_BYTES:
+            raise ApiError(413, zip_too_large_message())
+        sink.write(chunk)
+    sink.seek(0)
+
+
+def zip_too_large_message() -> str:
+    return f"The upload is over {MAX_ZIP_TOTAL_BYTES / 1e6:,.0f} MB. Split the images into smaller zips."
+
+
+async def multipart_file(request: Request, body: Any) -> UploadFile | None:
+    """The file of a multipart/form-data body (parsed from the spooled copy), or None for a raw zip body."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return None
+
+    async def chunks():
+        while chunk := body.read(SPOOL_BYTES):
+            yield chunk
+
+    try:
+        form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=10).parse()
+    except MultiPartException as error:
+        raise ApiError(400, f"The multipart body cannot be read ({error.message}).") from None
+    files = [value for value in form.values() if isinstance(value, UploadFile)]
+    if not files:
+        raise ApiError(400, "The multipart body has no file: send the zip as a file field, e.g. curl -F file=@x.zip.")
+    return files[0]
 
 
 def check_request_size(size: int) -> None:

@@ -10,7 +10,8 @@ with NORMAL/ and PNEUMONIA/ inside, taken whole.
     python -m training.evaluate --model model --not-cxr photos/ --json photos.json
 
 On a labelled folder the classification metrics are over ALL images, as if the gate were off (a refused
-image still counts with its probability); `rejected_fraction` is the share the gate refused.
+image still counts with its probability); `rejected_fraction` is the share the gate refused. The app's
+"Your data" tab and POST /v1/evaluate score and report through the same functions (cxr_pneumonia.evaluation).
 On --not-cxr, every image file under the folder counts (recursively), in all and per subfolder (category);
 files whose names say they are not images (README.md, MANIFEST.csv) are skipped; image files the decoder
 cannot read count as refused by the decoder and are reported apart from the gate's refusals.
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr_pneumonia.config import EVALUATION_BATCH_SIZE, IMAGE_FILE_SUFFIXES
+from cxr_pneumonia.evaluation import labelled_report, score_batch
 from cxr_pneumonia.imaging import ImageDecodeError
-from cxr_pneumonia.metrics import binary_report, risk_coverage, uncertain_report
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from training.data import (
     LabelledImages,
@@ -37,9 +39,7 @@ from training.data import (
     test_split_file,
 )
 
-BATCH_SIZE = 64
-# Files --not-cxr counts, by name: the suffixes the app reads, and none (DICOM files often have none).
-IMAGE_FILE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".dcm", ".dicom", ""}
+BATCH_SIZE = EVALUATION_BATCH_SIZE  # as the app's evaluation batches, so that both compute the same numbers
 ALL_FOLDERS = "all"
 POOLED = "pooled"
 
@@ -66,8 +66,9 @@ def predict_and_gate_paths(model: PneumoniaModel, paths: list[str]) -> tuple[np.
     """Calibrated pneumonia probabilities and the input gate's refusals (booleans) for image files."""
     probabilities, refused = [np.zeros(0)], [np.zeros(0, dtype=bool)]
     for batch in input_batches(model, paths):
-        probabilities.append(model.probabilities(batch))
-        refused.append(model.gate.refused(batch))
+        batch_probabilities, batch_refused = score_batch(model, batch)
+        probabilities.append(batch_probabilities)
+        refused.append(batch_refused)
     return np.concatenate(probabilities), np.concatenate(refused)
 
 
@@ -75,12 +76,7 @@ def evaluate_images(model: PneumoniaModel, images: LabelledImages) -> tuple[dict
     """The metric report at the model's threshold over all images, with the share the gate refused,
     and the per-image probabilities."""
     probabilities, refused = predict_and_gate_paths(model, images.paths)
-    report = binary_report(images.labels, probabilities, model.config.threshold)
-    report |= uncertain_report(images.labels, probabilities, model.config.threshold, model.config.uncertain_band)
-    report["risk_coverage"] = risk_coverage(images.labels, probabilities, model.config.threshold)
-    report["rejected_fraction"] = float(refused.mean()) if len(refused) else 0.0
-    report["input_gate"] = model.gate.present
-    return report, probabilities
+    return labelled_report(model, images.labels, probabilities, refused), probabilities
 
 
 def evaluation_images(data_dir: Path, split: str = "test") -> LabelledImages:

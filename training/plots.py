@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cxr_pneumonia.config import LABELS
-from cxr_pneumonia.metrics import roc_auc, roc_curve
+from cxr_pneumonia.metrics import reliability_bins, roc_auc, roc_curve
 
 
 def plot_training_curves(history_csv: Path, out: Path) -> None:
@@ -74,20 +74,6 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: st
     axis.set_title(title)
     axis.legend(loc="upper left")
     _save(figure, out)
-
-
-def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> tuple[list, list, list]:
-    """Mean predicted probability, observed frequency and count of each non-empty equal-width bin."""
-    edges = np.linspace(0, 1, bins + 1)
-    indices = np.clip(np.digitize(probabilities, edges[1:-1], right=True), 0, bins - 1)
-    centres, observed, counts = [], [], []
-    for index in range(bins):
-        members = indices == index
-        if members.any():
-            centres.append(probabilities[members].mean())
-            observed.append(labels[members].mean())
-            counts.append(int(members.sum()))
-    return centres, observed, counts
 
 
 def _save(figure: plt.Figure, out: Path) -> None:

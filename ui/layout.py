@@ -1,5 +1,5 @@
 """The page: input, examples and settings on the left, the answer and its heatmap on the right, the explanation
-lab in a tab of its own; and the API's endpoints. Layout only: the handlers are in ui.handlers."""
+lab and "Your data" in tabs of their own; and the API's endpoints. Layout only: the handlers are in ui.handlers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ui.api import ApiEndpoints
 from ui.files import CachedJpegImage, RawImageUpload, thumbnail
 from ui.handlers import PageHandlers
 from ui.messages import DEFAULT_LANGUAGE, FixedText, text
+from ui.your_data import build_your_data_tab
 
 # Scroll the answer into view unless its top is already in the upper part of the window (phones, scrolled pages).
 SCROLL_TO_RESULT = """() => {
@@ -139,6 +140,7 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                         faithfulness_summary = gr.Markdown(elem_id="faithfulness", elem_classes=["lab-table"])
                 with gr.Accordion(fixed("lab_json"), open=False):
                     lab_json = gr.JSON(label=fixed("lab_json"))
+            build_your_data_tab(service, workers, retention_seconds)
         current = gr.State(None, time_to_live=15 * 60)
         comparison = gr.State(None, time_to_live=15 * 60)
         lab_open = gr.State(False)

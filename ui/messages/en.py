@@ -192,6 +192,64 @@ MESSAGES: dict[str, str] = {
     "source_name_chest_xray": "children (Kermany et al. 2018, official test split)",
     "source_name_rsna_pneumonia": "adults (RSNA, held-out test split)",
     "untagged": "untagged",
+    "your_data_tab": "Your data",
+    "your_data_intro": "**How does the model do on your own labelled X-rays?** Upload one zip, in either layout:\n"
+                       "- folders named `NORMAL` and `PNEUMONIA`, at any depth (the nearest such folder gives the "
+                       "label);\n"
+                       "- a `labels.csv` with the columns `filename,label` beside the images.\n\n"
+                       "Any format the app reads counts, DICOM included; at most {max_images:,} images and "
+                       "{max_megabytes:,.0f} MB unzipped. The images are read in a temporary folder that is deleted "
+                       "when the evaluation ends; nothing is kept.",
+    "your_data_upload": "Zip of labelled X-rays",
+    "your_data_button": "Evaluate",
+    "your_data_no_zip": "Upload a zip of labelled X-rays first.",
+    "your_data_no_zip_title": "No zip",
+    "your_data_refused_title": "Cannot evaluate this zip",
+    "your_data_refused": "{reason}",
+    "your_data_opening": "Opening the zip",
+    "your_data_progress": "{done} of {total} images analysed, about {left:.0f} s left",
+    "your_data_analysing_errors": "Analysing the errors for the gallery",
+    "your_data_summary_head": "**{n} images evaluated** ({layout}) with the model {version} at its threshold "
+                              "{threshold:.2f}.",
+    "your_data_layout_csv": "labels.csv",
+    "your_data_layout_folders": "labelled by their NORMAL and PNEUMONIA folders",
+    "your_data_metric_header": "| | value | 95 % interval |\n|---|---:|---|",
+    "your_data_metric_row": "| {name} | {value} | {low} to {high} |",
+    "your_data_sensitivity": "Sensitivity",
+    "your_data_specificity": "Specificity",
+    "your_data_accuracy": "Accuracy",
+    "your_data_auc": "AUC",
+    "your_data_none_read": "_No image could be read, so nothing can be measured: see the reasons beside each file._",
+    "your_data_only_normal": "_Only NORMAL images were read: the AUC and the ROC curve need images of both classes, "
+                             "and sensitivity needs PNEUMONIA images. Accuracy and specificity are shown._",
+    "your_data_only_pneumonia": "_Only PNEUMONIA images were read: the AUC and the ROC curve need images of both "
+                                "classes, and specificity needs NORMAL images. Accuracy and sensitivity are shown._",
+    "your_data_refused_share": "**Input gate:** refused {n_refused} of {n} images ({share:.0%}); as on the command "
+                               "line, the metrics above count them with their probability.",
+    "your_data_no_gate": "**Input gate:** this model has none.",
+    "your_data_uncertain": "**UNCERTAIN:** {n_uncertain} of {n} images fall in the model's uncertain band, where a "
+                           "clinician must read the X-ray; the metrics take the decision at the threshold.",
+    "your_data_unreadable": "**Not read:** {n_unreadable} file(s); the table below gives each reason.",
+    "your_data_confusion": "Confusion matrix",
+    "your_data_roc": "ROC curve",
+    "your_data_reliability": "Reliability diagram",
+    "your_data_slider": "Another threshold (this only shows; the model keeps its own)",
+    "your_data_at_threshold": "At threshold **{threshold:.2f}** these images would give sensitivity "
+                              "**{sensitivity}** ({tp} of {positives} pneumonias found) and specificity "
+                              "**{specificity}** ({tn} of {negatives} normals cleared). The model's threshold stays "
+                              "{model_threshold:.2f}.",
+    "your_data_skipped": "Files not evaluated, with the reason",
+    "your_data_skipped_file": "file",
+    "your_data_skipped_why": "why",
+    "your_data_unlabelled_reason": "no label: not inside a NORMAL or PNEUMONIA folder, nor named in labels.csv",
+    "your_data_errors": "The model's errors, most confident first: click one for its full analysis",
+    "your_data_error_caption": "{label} read as {predicted} ({probability:.0%} pneumonia)",
+    "your_data_error_heading": "**{name}**, labelled {label} in your zip.",
+    "your_data_no_errors": "The model decided every image correctly at its threshold.",
+    "your_data_csv": "Download the per-image results (CSV)",
+    "your_data_error_original": "Original",
+    "your_data_error_heatmap": "Heatmap",
+    "your_data_not_measured": "n/a",
     # --- for students ---
     "student_note": """
 **How to read the heatmap.** Warm colours mark the regions whose features raised the score of the

@@ -1,0 +1,282 @@
+"""A zip of labelled X-rays read safely into a temporary directory, removed when done.
+
+Two layouts: folders named NORMAL and PNEUMONIA at any depth (the nearest such folder gives the label), or a
+labels.csv with the columns filename,label beside the images (its names are relative to its own folder; it wins
+over the folders). Entries with an absolute path or `..` refuse the whole zip (400). Nested zips, symlinks and
+files that are not images by name are ignored and listed. Limits (config): MAX_ZIP_IMAGES images, each entry at
+most MAX_ZIP_ENTRY_BYTES and all at most MAX_ZIP_TOTAL_BYTES inflated, checked from the declared sizes before
+anything is read and again on the bytes actually inflated, in chunks, so a bomb never fills memory (413).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from cxr_pneumonia.config import (
+    IMAGE_FILE_SUFFIXES,
+    LABELS,
+    MAX_ZIP_ENTRY_BYTES,
+    MAX_ZIP_IMAGES,
+    MAX_ZIP_TOTAL_BYTES,
+)
+
+LABELS_FILENAME = "labels.csv"
+MAX_LABELS_FILE_BYTES = 5 * 1024 * 1024
+# A central directory this long is not a set of X-rays; refused before Python builds an object per entry.
+MAX_ZIP_ENTRIES = 5 * MAX_ZIP_IMAGES
+CHUNK_BYTES = 1024 * 1024
+LABEL_ALIASES = {"normal": "NORMAL", "0": "NORMAL", "pneumonia": "PNEUMONIA", "1": "PNEUMONIA"}
+LAYOUT_HELP = ("Put the images in folders named NORMAL and PNEUMONIA (at any depth), or add a labels.csv with "
+               "the columns filename,label beside them.")
+
+
+class ArchiveError(ValueError):
+    """A zip this app refuses whole; the message is meant for the user, `status` is the HTTP answer."""
+
+    status = 400
+
+
+class ArchiveTooLargeError(ArchiveError):
+    """A zip over a limit: too many images, or an entry or the whole too large once inflated."""
+
+    status = 413
+
+
+@dataclass(frozen=True)
+class ArchiveImage:
+    """A labelled image entry: its name in the zip, its label, and where it was extracted (None, with the
+    reason in `error`, when it could not be read out of the zip)."""
+
+    name: str
+    label: str
+    path: Path | None
+    error: str | None = None
+
+
+@dataclass
+class LabelledArchive:
+    """What a zip holds: the labelled images, the images without a label, and the entries ignored (with why)."""
+
+    images: list[ArchiveImage] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    layout: str = "folders"
+
+
+@contextmanager
+def open_labelled_zip(source: str | Path | BinaryIO) -> Iterator[LabelledArchive]:
+    """The zip's labelled images, extracted into a temporary directory that is removed on leaving."""
+    if not isinstance(source, str | Path):
+        source.seek(0)
+    check_entry_count(source)
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ArchiveError("This file is not a zip archive that can be read.") from None
+    with archive, tempfile.TemporaryDirectory(prefix="cxr-evaluate-") as directory:
+        yield read_archive(archive, Path(directory))
+
+
+def check_entry_count(source: str | Path | BinaryIO) -> None:
+    """Refuse (413) a zip whose end record announces more than MAX_ZIP_ENTRIES entries."""
+    handle = open(source, "rb") if isinstance(source, str | Path) else source
+    try:
+        end = zipfile._EndRecData(handle)  # the stdlib's reader of the end record; ZipFile would read every entry
+    except OSError:
+        end = None
+    finally:
+        if handle is not source:
+            handle.close()
+        else:
+            source.seek(0)
+    if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_ENTRIES:
+        raise ArchiveTooLargeError(f"The zip has {end[zipfile._ECD_ENTRIES_TOTAL]:,} entries; at most "
+                                   f"{MAX_ZIP_IMAGES:,} images can be evaluated at once.")
+
+
+def read_archive(archive: zipfile.ZipFile, directory: Path) -> LabelledArchive:
+    """Check every entry, then extract the labelled images into `directory`."""
+    infos = [info for info in archive.infolist() if not info.is_dir()]
+    for info in infos:
+        check_safe_name(info.filename)
+    result = LabelledArchive()
+    candidates = []
+    for info in infos:
+        reason = ignore_reason(info)
+        if reason:
+            result.ignored.append((info.filename, reason))
+        elif not is_labels_file(info):
+            candidates.append(info)
+    check_declared_sizes(candidates)
+    csv_labels = read_labels_files(archive, [info for info in infos if is_labels_file(info)])
+    result.layout = LABELS_FILENAME if csv_labels else "folders"
+    budget = InflateBudget()
+    for index, info in enumerate(candidates):
+        label = csv_labels.get(info.filename) or folder_label(info.filename)
+        if label is None:
+            result.unlabelled.append(info.filename)
+        else:
+            result.images.append(extract_image(archive, info, label, directory / f"{index:05d}", budget))
+    return result
+
+
+def check_safe_name(name: str) -> None:
+    """Refuse the whole zip (400) for an entry with an absolute path or a `..` component."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (parts and parts[0].endswith(":")) or ".." in parts:
+        raise ArchiveError(f"The zip holds an entry with an unsafe path ({shown_name(name)}): absolute paths "
+                           "and '..' are refused. Zip the folder itself, with relative paths.")
+
+
+def shown_name(name: str) -> str:
+    """An entry name quoted for a message, cut to a sensible length."""
+    return repr(name if len(name) <= 80 else name[:77] + "...")
+
+
+def ignore_reason(info: zipfile.ZipInfo) -> str | None:
+    """Why an entry is not read: a symlink, a nested zip, system metadata or not an image by name; else None."""
+    path = PurePosixPath(info.filename)
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "a symbolic link: links are not followed"
+    if path.suffix.lower() == ".zip":
+        return "a zip inside the zip: nested zips are not opened"
+    if "__MACOSX" in path.parts or path.name.startswith("."):
+        return "a hidden or system file"
+    if path.name.lower() != LABELS_FILENAME and path.suffix.lower() not in IMAGE_FILE_SUFFIXES:
+        return "not an image by its name"
+    return None
+
+
+def is_labels_file(info: zipfile.ZipInfo) -> bool:
+    return PurePosixPath(info.filename).name.lower() == LABELS_FILENAME
+
+
+def check_declared_sizes(infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse (413) too many images, or an entry or a total over the limits by the sizes the zip declares."""
+    if len(infos) > MAX_ZIP_IMAGES:
+        raise ArchiveTooLargeError(f"The zip holds {len(infos):,} images; at most {MAX_ZIP_IMAGES:,} can be "
+                                   "evaluated at once. Split it into smaller zips.")
+    for info in infos:
+        if info.file_size > MAX_ZIP_ENTRY_BYTES:
+            raise ArchiveTooLargeError(entry_too_large(info.filename, info.file_size))
+    total = sum(info.file_size for info in infos)
+    if total > MAX_ZIP_TOTAL_BYTES:
+        raise ArchiveTooLargeError(total_too_large(total))
+
+
+def entry_too_large(name: str, size: int) -> str:
+    return (f"The entry {shown_name(name)} inflates to {size / 2**20:,.0f} MiB or more; each image may be at most "
+            f"{MAX_ZIP_ENTRY_BYTES / 2**20:,.0f} MiB.")
+
+
+def total_too_large(size: int) -> str:
+    return (f"The zip inflates to {size / 1e6:,.0f} MB or more; at most {MAX_ZIP_TOTAL_BYTES / 1e6:,.0f} MB can be "
+            "evaluated at once. Split it into smaller zips.")
+
+
+def read_labels_files(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> dict[str, str]:
+    """Entry name -> label from every labels.csv (its file names are relative to its folder)."""
+    labels: dict[str, str] = {}
+    for info in infos:
+        if info.file_size > MAX_LABELS_FILE_BYTES:
+            raise ArchiveTooLargeError(f"{shown_name(info.filename)} is over {MAX_LABELS_FILE_BYTES // 2**20} MiB.")
+        buffer = io.BytesIO()
+        copy_limited(archive, info, buffer, MAX_LABELS_FILE_BYTES, InflateBudget())
+        folder = PurePosixPath(info.filename).parent
+        for filename, label in parse_labels(buffer.getvalue(), info.filename):
+            labels[str(folder / filename) if str(folder) != "." else filename] = label
+    return labels
+
+
+def parse_labels(data: bytes, source: str) -> list[tuple[str, str]]:
+    """The (filename, label) rows of a labels.csv; a 400 naming what is wrong with it."""
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    except (UnicodeDecodeError, csv.Error):
+        raise ArchiveError(f"{shown_name(source)} is not a UTF-8 CSV file.") from None
+    if not rows or not {"filename", "label"} <= {key.strip().lower() for key in rows[0] if key}:
+        raise ArchiveError(f"{shown_name(source)} needs a header row 'filename,label' and one row per image.")
+    pairs = []
+    for row in rows:
+        values = {(key or "").strip().lower(): (value or "").strip() for key, value in row.items()}
+        label = LABEL_ALIASES.get(values["label"].lower())
+        if label is None:
+            raise ArchiveError(f"{shown_name(source)} has the label {values['label'][:30]!r} for "
+                               f"{shown_name(values['filename'])}: use {' or '.join(LABELS)}.")
+        pairs.append((values["filename"].lstrip("./"), label))
+    return pairs
+
+
+def folder_label(name: str) -> str | None:
+    """The label of the nearest enclosing folder named NORMAL or PNEUMONIA (any case), or None."""
+    for folder in reversed(PurePosixPath(name).parts[:-1]):
+        if folder.upper() in LABELS:
+            return folder.upper()
+    return None
+
+
+class InflateBudget:
+    """The bytes inflated so far from one zip, refused (413) past MAX_ZIP_TOTAL_BYTES."""
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    def spend(self, size: int) -> None:
+        self.used += size
+        if self.used > MAX_ZIP_TOTAL_BYTES:
+            raise ArchiveTooLargeError(total_too_large(self.used))
+
+
+def extract_image(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, folder: Path,
+                  budget: InflateBudget) -> ArchiveImage:
+    """One image entry written into its own `folder` under its base name (the decoder's messages name it, and its
+    suffix tells DICOM); a damaged entry keeps its reason."""
+    folder.mkdir()
+    target = folder / short_name(PurePosixPath(info.filename.replace("\\", "/")).name)
+    try:
+        with target.open("wb") as sink:
+            copy_limited(archive, info, sink, MAX_ZIP_ENTRY_BYTES, budget)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        target.unlink(missing_ok=True)
+        return ArchiveImage(info.filename, label, None, f"The zip entry is damaged ({error}).")
+    except (NotImplementedError, RuntimeError) as error:  # an unknown compression method, or encrypted
+        target.unlink(missing_ok=True)
+        return ArchiveImage(info.filename, label, None, f"The zip entry cannot be read here ({error}).")
+    return ArchiveImage(info.filename, label, target)
+
+
+def short_name(name: str, limit: int = 120) -> str:
+    """A file name short enough for any file system, keeping its suffix."""
+    path = PurePosixPath(name)
+    if len(name.encode()) <= limit:
+        return name
+    return path.stem.encode()[: limit - 20].decode(errors="ignore") + path.suffix[:16]
+
+
+def copy_limited(archive: zipfile.ZipFile, info: zipfile.ZipInfo, sink: BinaryIO, limit: int,
+                 budget: InflateBudget) -> None:
+    """Inflate an entry into `sink` chunk by chunk, refusing (413) as soon as it passes `limit` or the budget."""
+    written = 0
+    with archive.open(info) as entry:
+        while chunk := entry.read(CHUNK_BYTES):
+            written += len(chunk)
+            if written > limit:
+                raise ArchiveTooLargeError(entry_too_large(info.filename, written))
+            budget.spend(len(chunk))
+            sink.write(chunk)
+
+
+def missing_labels_message(archive: LabelledArchive) -> str:
+    """Why a zip gives nothing to evaluate: what was found, and the layouts that work."""
+    found = f"{len(archive.unlabelled)} image(s) without a label" if archive.unlabelled else "no image"
+    return f"The zip holds {found}. {LAYOUT_HELP}"

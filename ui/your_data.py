@@ -1,0 +1,213 @@
+"""The "Your data" tab: upload a zip of labelled X-rays and see how the model does on them.
+
+Layout and handlers only; the reading, scoring and figures are cxr_pneumonia.labelled_zip, .evaluation and
+.evaluation_plots (the same as POST /v1/evaluate); every string is ui.messages'. The batches run on the model threads
+one at a time. The error images leave the disk after the page's retention time, as the result's do.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+
+import gradio as gr
+from gradio.utils import get_upload_folder
+
+from cxr_pneumonia.config import MAX_ZIP_IMAGES, MAX_ZIP_TOTAL_BYTES
+from cxr_pneumonia.evaluation import Evaluation, ImageResult, Submit, error_paths, evaluate_archive, on_executor
+from cxr_pneumonia.evaluation_plots import confusion_figure, reliability_figure, roc_figure
+from cxr_pneumonia.imaging import ImageDecodeError
+from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
+from cxr_pneumonia.service import Analysis, PneumoniaService
+from ui import render
+from ui.files import cache_jpeg, remove_later
+from ui.messages import text
+
+GALLERY_ERRORS = 12  # the most confident errors analysed in full for the gallery
+
+METRICS = ("sensitivity", "specificity", "accuracy", "auc")  # the summary's rows, each named in ui.messages
+STATE_SECONDS = 15 * 60  # an evaluation and its analysed errors stay in memory for the tab, as the page's result
+
+
+def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_seconds: float) -> None:
+    """The "Your data" tab inside the current gr.Tabs, with its events wired."""
+    with gr.Tab(text("your_data_tab"), elem_id="your-data-tab"):
+        gr.Markdown(text("your_data_intro", max_images=MAX_ZIP_IMAGES, max_megabytes=MAX_ZIP_TOTAL_BYTES / 1e6))
+        with gr.Row():
+            upload = gr.File(label=text("your_data_upload"), file_types=[".zip"], type="filepath",
+                             elem_id="your-data-zip")
+            button = gr.Button(text("your_data_button"), variant="primary", elem_id="your-data-evaluate")
+        summary = gr.Markdown(elem_id="your-data-summary")
+        with gr.Row():
+            confusion = gr.Plot(label=text("your_data_confusion"), elem_id="your-data-confusion")
+            roc = gr.Plot(label=text("your_data_roc"), elem_id="your-data-roc")
+            reliability = gr.Plot(label=text("your_data_reliability"), elem_id="your-data-reliability")
+        slider = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label=text("your_data_slider"),
+                           elem_id="your-data-threshold")
+        at_threshold = gr.Markdown(elem_id="your-data-at-threshold")
+        download = gr.DownloadButton(text("your_data_csv"), value=None, visible=False, elem_id="your-data-csv")
+        errors = gr.Gallery(label=text("your_data_errors"), columns=6, height=260, allow_preview=False,
+                            interactive=False, object_fit="contain", elem_id="your-data-errors")
+        with gr.Row():
+            error_original = gr.Image(label=text("your_data_error_original"), type="filepath", interactive=False)
+            error_heatmap = gr.Image(label=text("your_data_error_heatmap"), type="filepath", interactive=False)
+        error_decision = gr.Markdown(elem_id="your-data-error-decision")
+        skipped = gr.Dataframe(headers=[text("your_data_skipped_file"), text("your_data_skipped_why")],
+                               label=text("your_data_skipped"), interactive=False, elem_id="your-data-skipped")
+        evaluation_state = gr.State(None, time_to_live=STATE_SECONDS)
+        analyses_state = gr.State([], time_to_live=STATE_SECONDS)
+
+    button.click(evaluation_handler(service, workers, retention_seconds), upload,
+                 [upload, summary, confusion, roc, reliability, slider, at_threshold, download, errors, skipped,
+                  evaluation_state, analyses_state], api_visibility="private")
+    slider.change(threshold_text, [evaluation_state, slider], at_threshold, api_visibility="private",
+                  show_progress="hidden")
+    errors.select(error_shower(retention_seconds), analyses_state, [error_original, error_heatmap, error_decision],
+                  api_visibility="private")
+
+
+def evaluation_handler(service: PneumoniaService, workers: Executor, retention_seconds: float) -> Callable:
+    """The Evaluate button's handler: read the zip, score it batch by batch with progress, and fill the tab."""
+    submit = on_executor(workers)
+
+    def evaluate(zip_path: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        if not zip_path:
+            raise gr.Error(text("your_data_no_zip"), title=text("your_data_no_zip_title"))
+        progress(0, desc=text("your_data_opening"))
+        loaded = service.model()
+        try:
+            with open_labelled_zip(zip_path) as archive:
+                result = evaluate_archive(loaded.model, archive, submit, progress_reporter(progress))
+                progress(1.0, desc=text("your_data_analysing_errors"))
+                analyses = analysed_errors(service, submit, error_paths(archive, result, GALLERY_ERRORS))
+        except ArchiveError as error:
+            raise gr.Error(text("your_data_refused", reason=str(error)), title=text("your_data_refused_title")) \
+                from None
+        Path(zip_path).unlink(missing_ok=True)  # Gradio's copy of the upload: nothing is kept
+        return (None, summary_markdown(result, loaded.version or loaded.location.revision), confusion_figure(result),
+                roc_figure(result), reliability_figure(result), gr.update(value=result.threshold),
+                threshold_text(result, result.threshold), gr.update(value=write_csv(result), visible=True),
+                gallery_items(analyses, retention_seconds), skipped_rows(result), result, analyses)
+
+    return evaluate
+
+
+def analysed_errors(service: PneumoniaService, submit: Submit, errors: list[tuple[ImageResult, Path]]) -> list[tuple]:
+    """Each error's full analysis (original, heatmap, decision), on the model threads; one that fails is left out."""
+    analyses = []
+    for image, path in errors:
+        try:
+            analyses.append((image, submit(lambda path=path: service.analyze_file(path)).result()))
+        except ImageDecodeError:  # read once already; only a timeout on a busy machine can refuse it now
+            continue
+    return analyses
+
+
+def progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
+    """A progress callback showing the count and the time left, from the pace so far."""
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        left = (time.monotonic() - started) / done * (total - done) if done else 0.0
+        progress((done, total), desc=text("your_data_progress", done=done, total=total, left=left), unit="images")
+
+    return report
+
+
+def rounded(value: float | None) -> str:
+    return text("your_data_not_measured") if value is None else f"{value:.3f}"
+
+
+def summary_markdown(result: Evaluation, version: str) -> str:
+    """The headline: how many images, the metrics with their 95 % intervals, refusals, UNCERTAIN, notes."""
+    counts, metrics = result.counts, result.metrics()
+    layout = text("your_data_layout_csv" if result.layout == "labels.csv" else "your_data_layout_folders")
+    table = [text("your_data_metric_header")]
+    for key in METRICS:
+        low, high = (metrics["ci95"] or {}).get(key) or (None, None)
+        table.append(text("your_data_metric_row", name=text(f"your_data_{key}"), value=rounded(metrics[key]),
+                          low=rounded(low), high=rounded(high)))
+    share = counts["n_refused"] / counts["n"] if counts["n"] else 0.0
+    gate = text("your_data_refused_share", share=share, **counts) if result.input_gate else text("your_data_no_gate")
+    paragraphs = [text("your_data_summary_head", n=counts["n"], layout=layout, version=version,
+                       threshold=result.threshold), "\n".join(table), *notes(result), gate]
+    if counts["n_uncertain"]:
+        paragraphs.append(text("your_data_uncertain", **counts))
+    if counts["n_unreadable"]:
+        paragraphs.append(text("your_data_unreadable", **counts))
+    if counts["n"] and not result.errors():
+        paragraphs.append(text("your_data_no_errors"))
+    return "\n\n".join(paragraphs)
+
+
+def notes(result: Evaluation) -> list[str]:
+    """What cannot be measured on these images, and why (the page's words for Evaluation.notes)."""
+    labels = result.labels
+    if not len(labels):
+        return [text("your_data_none_read")]
+    if labels.all() or not labels.any():
+        return [text("your_data_only_pneumonia" if labels.all() else "your_data_only_normal")]
+    return []
+
+
+def threshold_text(result: Evaluation | None, threshold: float) -> str:
+    """What another threshold would give on these images (nothing before an evaluation)."""
+    if result is None:
+        return ""
+    at = result.at_threshold(threshold)
+    return text("your_data_at_threshold", threshold=threshold, sensitivity=rounded(at["sensitivity"]),
+                specificity=rounded(at["specificity"]), tp=at["tp"], tn=at["tn"], positives=at["tp"] + at["fn"],
+                negatives=at["tn"] + at["fp"], model_threshold=result.threshold)
+
+
+def write_csv(result: Evaluation) -> str:
+    """The per-image CSV in Gradio's cache folder, for the download button; its path."""
+    folder = Path(get_upload_folder())
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor, path = tempfile.mkstemp(dir=folder, prefix="evaluation-", suffix=".csv")
+    with os.fdopen(descriptor, "w", newline="") as handle:
+        handle.write(result.csv_text())
+    return path
+
+
+def gallery_items(analyses: list, retention_seconds: float) -> list[tuple]:
+    """Each analysed error's image with what went wrong as its caption; the JPEGs leave the disk after a while."""
+    items = [(cache_jpeg(analysis.original), error_caption(image)) for image, analysis in analyses]
+    remove_later([path for path, _ in items], retention_seconds)
+    return items
+
+
+def error_caption(image: ImageResult) -> str:
+    return text("your_data_error_caption", label=image.label, predicted=image.predicted,
+                probability=image.probability)
+
+
+def skipped_rows(result: Evaluation) -> list[list[str]]:
+    """The files not evaluated: unreadable ones with the decoder's reason, ignored and unlabelled entries."""
+    rows = [[image.name, image.error] for image in result.unreadable]
+    rows += [[name, reason] for name, reason in result.ignored]
+    rows += [[name, text("your_data_unlabelled_reason")] for name in result.unlabelled]
+    return [[html.escape(name), html.escape(reason)] for name, reason in rows]
+
+
+def error_decision(analysis: Analysis) -> str:
+    """The page's sentence for an analysed error: its decision, or the input gate's refusal."""
+    return render.refusal_sentence(analysis.gate) if analysis.refused else render.decision_markdown(analysis, False)
+
+
+def error_shower(retention_seconds: float) -> Callable:
+    """The gallery's click handler: the error's original, heatmap and decision, under its file and label."""
+
+    def show_error(analyses: list, selected: gr.SelectData):
+        image, analysis = analyses[selected.index]
+        paths = [cache_jpeg(pixels) if pixels is not None else None for pixels in (analysis.original, analysis.overlay)]
+        remove_later([path for path in paths if path], retention_seconds)
+        heading = text("your_data_error_heading", name=html.escape(image.name), label=image.label)
+        return *paths, f"{heading}\n\n{error_decision(analysis)}"
+
+    return show_error
