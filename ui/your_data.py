@@ -75,8 +75,9 @@ def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_
             error_original = gr.Image(label=fixed("your_data_error_original"), type="filepath", interactive=False)
             error_heatmap = gr.Image(label=fixed("your_data_error_heatmap"), type="filepath", interactive=False)
         error_decision = gr.Markdown(elem_id="your-data-error-decision")
-        skipped = gr.Dataframe(headers=[fixed("your_data_skipped_file"), fixed("your_data_skipped_why")],
-                               label=fixed("your_data_skipped"), interactive=False, elem_id="your-data-skipped")
+        # Shown when files were left out, headed by the handler: gr.I18n does not translate a Dataframe's headers.
+        skipped = gr.Dataframe(label=fixed("your_data_skipped"), interactive=False, visible=False,
+                               elem_id="your-data-skipped")
         evaluation_state = gr.State(None, time_to_live=STATE_SECONDS)
         analyses_state = gr.State([], time_to_live=STATE_SECONDS)
 
@@ -241,15 +242,16 @@ def error_caption(image: ImageResult, language: str) -> str:
                 predicted=render.class_name(image.predicted, language), probability=image.probability)
 
 
-def skipped_table(result: Evaluation, language: str) -> dict:
+def skipped_table(result: Evaluation, language: str) -> gr.Dataframe:
     """The files not evaluated, with why: unreadable ones (the decoder's or the zip's reason), ignored and
-    unlabelled entries; headed in the visitor's language. The table shows its cells as plain text (its columns'
-    datatype is "str"), so names and reasons go as they are: escaped, an apostrophe would show as &#x27;."""
+    unlabelled entries; headed in the visitor's language, hidden when there are none. The table shows its cells as
+    plain text (its columns' datatype is "str"), so names and reasons go as they are: escaped, an apostrophe would
+    show as &#x27;."""
     rows = [[image.name, unread_message(image.unread, language)] for image in result.unreadable]
     rows += [[name, text(f"your_data_ignored_{code}", language)] for name, code in result.ignored]
     rows += [[name, text("your_data_unlabelled_reason", language)] for name in result.unlabelled]
-    return {"headers": [text("your_data_skipped_file", language), text("your_data_skipped_why", language)],
-            "data": rows}
+    headers = [text("your_data_skipped_file", language), text("your_data_skipped_why", language)]
+    return gr.Dataframe({"headers": headers, "data": rows}, visible=bool(rows))
 
 
 def error_decision(analysis: Analysis, language: str) -> str:
