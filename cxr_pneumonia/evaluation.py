@@ -13,7 +13,7 @@ import csv
 import functools
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,13 @@ import tensorflow as tf
 
 from cxr_pneumonia.config import EVALUATION_BATCH_SIZE, LABELS, POSITIVE_LABEL, UNCERTAIN
 from cxr_pneumonia.imaging import ImageDecodeError
-from cxr_pneumonia.labelled_zip import ArchiveError, ArchiveImage, LabelledArchive, missing_labels_message
+from cxr_pneumonia.labelled_zip import (
+    IGNORED_REASONS,
+    ArchiveError,
+    ArchiveImage,
+    LabelledArchive,
+    missing_labels_error,
+)
 from cxr_pneumonia.metrics import (
     binary_report,
     confusion,
@@ -96,6 +102,22 @@ def labelled_report(model: PneumoniaModel, labels: np.ndarray, probabilities: np
 
 
 @dataclass(frozen=True)
+class Unread:
+    """Why a labelled file could not be read: `message` in English (the CSV's and the REST API's), and the `code` and
+    `values` of the decoder's refusal (ImageDecodeError, when `decoder`) or of the zip's (ArchiveError), so that a page
+    can say it in another language. Plain data: an evaluation keeps no exception (nor its traceback's frames)."""
+
+    message: str
+    code: str
+    values: Mapping[str, object] = field(default_factory=dict)
+    decoder: bool = True
+
+    @classmethod
+    def of(cls, error: ImageDecodeError | ArchiveError) -> Unread:
+        return cls(str(error), error.code, dict(error.values), isinstance(error, ImageDecodeError))
+
+
+@dataclass(frozen=True)
 class ImageResult:
     """One labelled file: its probability, decision and three-way answer, or why it could not be read."""
 
@@ -105,7 +127,12 @@ class ImageResult:
     predicted: str | None = None
     answer: str | None = None
     refused: bool | None = None
-    error: str | None = None
+    unread: Unread | None = None
+
+    @property
+    def error(self) -> str | None:
+        """Why the file could not be read, in English; None when it was."""
+        return None if self.unread is None else self.unread.message
 
     @property
     def wrong(self) -> bool:
@@ -128,28 +155,28 @@ class ImageResult:
                 "refused": self.refused, "error": self.error}
 
 
-Read = list[np.ndarray | str]  # per image of a batch: its model input, or why it could not be read
+Read = list[np.ndarray | Unread]  # per image of a batch: its model input, or why it could not be read
 
 
 def read_batch(model: PneumoniaModel, images: Sequence[ArchiveImage]) -> Read:
     """Each extracted image read and preprocessed as the app does, or the reason it could not be."""
     read: Read = []
     for image in images:
-        if image.path is None:
-            read.append(image.error or "")
+        if image.reason is not None:  # not read out of the zip
+            read.append(Unread.of(image.reason))
             continue
         try:
             read.append(model.preprocess_file(image.path))
         except ImageDecodeError as error:
-            read.append(str(error))
+            read.append(Unread.of(error))
     return read
 
 
 def score_read(model: PneumoniaModel, images: Sequence[ArchiveImage], read: Read) -> list[ImageResult]:
     """Each image's result: scored when it was read, else its reason."""
-    readable = [index for index, item in enumerate(read) if not isinstance(item, str)]
-    results = {index: ImageResult(images[index].name, images[index].label, error=item)
-               for index, item in enumerate(read) if isinstance(item, str)}
+    readable = [index for index, item in enumerate(read) if not isinstance(item, Unread)]
+    results = {index: ImageResult(images[index].name, images[index].label, unread=item)
+               for index, item in enumerate(read) if isinstance(item, Unread)}
     if readable:
         probabilities, refused = score_batch(model, np.stack([read[index] for index in readable]))
         config = model.config
@@ -181,7 +208,7 @@ def evaluate_archive(model: PneumoniaModel, archive: LabelledArchive, submit: Su
                      progress: Progress | None = None) -> Evaluation:
     """The evaluation of an opened zip's labelled images; ArchiveError (400) when it has none."""
     if not archive.images:
-        raise ArchiveError(missing_labels_message(archive))
+        raise missing_labels_error(archive)
     results = evaluate_images(model, archive.images, submit, progress)
     return Evaluation.of(model, results, archive.unlabelled, archive.ignored, archive.layout)
 
@@ -205,7 +232,7 @@ def finite(value: Any) -> Any:
 @dataclass(frozen=True)
 class Evaluation:
     """The results of one labelled set: per-image rows, the metric report (None when no image could be read)
-    and what was left out."""
+    and what was left out (`ignored`: entry names with the code of why, a key of IGNORED_REASONS)."""
 
     images: list[ImageResult]
     threshold: float
@@ -242,7 +269,7 @@ class Evaluation:
 
     @property
     def unreadable(self) -> list[ImageResult]:
-        return [image for image in self.images if image.error is not None]
+        return [image for image in self.images if image.unread is not None]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -304,8 +331,8 @@ class Evaluation:
         """What POST /v1/evaluate answers."""
         return {**self.counts, **self.metrics(), "notes": self.notes, "layout": self.layout,
                 "input_gate": self.input_gate, "roc": self.roc(), "reliability": self.reliability(),
-                "unlabelled": self.unlabelled, "ignored": [{"name": name, "reason": reason}
-                                                          for name, reason in self.ignored],
+                "unlabelled": self.unlabelled, "ignored": [{"name": name, "reason": IGNORED_REASONS[code]}
+                                                          for name, code in self.ignored],
                 "images": [image.as_json() for image in self.images]}
 
     def csv_text(self) -> str:

@@ -3,7 +3,9 @@
 Two layouts: folders named NORMAL and PNEUMONIA at any depth (the nearest such folder gives the label), or a
 labels.csv with the columns filename,label beside the images (its names are relative to its own folder; it wins
 over the folders). Entries with an absolute path or `..` refuse the whole zip (400). Nested zips, symlinks and
-files that are not images by name are ignored and listed. Limits (config): MAX_ZIP_IMAGES images, each entry at
+files that are not images by name are ignored and listed, each with a code (IGNORED_REASONS says it in English).
+Every refusal is an ArchiveError whose English message the REST API returns and whose `code` and `values` let a page
+say it in another language. Limits (config): MAX_ZIP_IMAGES images, each entry at
 most MAX_ZIP_ENTRY_BYTES and all at most MAX_ZIP_TOTAL_BYTES inflated, checked from the declared sizes before
 anything is read and again on the bytes actually inflated, in chunks, so a bomb never fills memory (413).
 """
@@ -40,10 +42,26 @@ LAYOUT_HELP = ("Put the images in folders named NORMAL and PNEUMONIA (at any dep
                "the columns filename,label beside them.")
 
 
+# Why an entry is not read, by code: the English the REST API and the CSV show (the page has its own words).
+IGNORED_REASONS = {
+    "symlink": "a symbolic link: links are not followed",
+    "nested_zip": "a zip inside the zip: nested zips are not opened",
+    "hidden": "a hidden or system file",
+    "not_an_image": "not an image by its name",
+}
+
+
 class ArchiveError(ValueError):
-    """A zip this app refuses whole; the message is meant for the user, `status` is the HTTP answer."""
+    """A zip this app refuses whole, or (carried by an ArchiveImage, never raised) an entry it cannot read out of the
+    zip. The message is meant for the user (in English); `code` names the reason stably and `values` holds its
+    particulars, so that a page can say it in another language; `status` is the HTTP answer."""
 
     status = 400
+
+    def __init__(self, message: str, code: str = "not_a_zip", **values: object):
+        super().__init__(message)
+        self.code = code
+        self.values = values
 
 
 class ArchiveTooLargeError(ArchiveError):
@@ -55,17 +73,23 @@ class ArchiveTooLargeError(ArchiveError):
 @dataclass(frozen=True)
 class ArchiveImage:
     """A labelled image entry: its name in the zip, its label, and where it was extracted (None, with the
-    reason in `error`, when it could not be read out of the zip)."""
+    reason in `reason`, when it could not be read out of the zip)."""
 
     name: str
     label: str
     path: Path | None
-    error: str | None = None
+    reason: ArchiveError | None = None
+
+    @property
+    def error(self) -> str | None:
+        """Why the entry could not be read out of the zip, in English; None when it was."""
+        return None if self.reason is None else str(self.reason)
 
 
 @dataclass
 class LabelledArchive:
-    """What a zip holds: the labelled images, the images without a label, and the entries ignored (with why)."""
+    """What a zip holds: the labelled images, the images without a label, and the entries ignored (name and the code
+    of why: a key of IGNORED_REASONS)."""
 
     images: list[ArchiveImage] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)
@@ -82,7 +106,7 @@ def open_labelled_zip(source: str | Path | BinaryIO) -> Iterator[LabelledArchive
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        raise ArchiveError("This file is not a zip archive that can be read.") from None
+        raise ArchiveError("This file is not a zip archive that can be read.", "not_a_zip") from None
     with archive, tempfile.TemporaryDirectory(prefix="cxr-evaluate-") as directory:
         yield read_archive(archive, Path(directory))
 
@@ -100,8 +124,10 @@ def check_entry_count(source: str | Path | BinaryIO) -> None:
         else:
             source.seek(0)
     if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_ZIP_ENTRIES:
-        raise ArchiveTooLargeError(f"The zip has {end[zipfile._ECD_ENTRIES_TOTAL]:,} entries; at most "
-                                   f"{MAX_ZIP_IMAGES:,} images can be evaluated at once.")
+        entries = end[zipfile._ECD_ENTRIES_TOTAL]
+        raise ArchiveTooLargeError(f"The zip has {entries:,} entries; at most {MAX_ZIP_IMAGES:,} images can be "
+                                   "evaluated at once.", "too_many_entries", entries=entries,
+                                   max_images=MAX_ZIP_IMAGES)
 
 
 def read_archive(archive: zipfile.ZipFile, directory: Path) -> LabelledArchive:
@@ -112,9 +138,9 @@ def read_archive(archive: zipfile.ZipFile, directory: Path) -> LabelledArchive:
     result = LabelledArchive()
     candidates = []
     for info in infos:
-        reason = ignore_reason(info)
-        if reason:
-            result.ignored.append((info.filename, reason))
+        ignored = ignore_reason(info)
+        if ignored:
+            result.ignored.append((info.filename, ignored))
         elif not is_labels_file(info):
             candidates.append(info)
     check_declared_sizes(candidates)
@@ -135,7 +161,8 @@ def check_safe_name(name: str) -> None:
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or (parts and parts[0].endswith(":")) or ".." in parts:
         raise ArchiveError(f"The zip holds an entry with an unsafe path ({shown_name(name)}): absolute paths "
-                           "and '..' are refused. Zip the folder itself, with relative paths.")
+                           "and '..' are refused. Zip the folder itself, with relative paths.", "unsafe_path",
+                           name=shown_name(name))
 
 
 def shown_name(name: str) -> str:
@@ -144,16 +171,17 @@ def shown_name(name: str) -> str:
 
 
 def ignore_reason(info: zipfile.ZipInfo) -> str | None:
-    """Why an entry is not read: a symlink, a nested zip, system metadata or not an image by name; else None."""
+    """Why an entry is not read, as a key of IGNORED_REASONS: a symlink, a nested zip, system metadata or not an
+    image by name; else None."""
     path = PurePosixPath(info.filename)
     if stat.S_ISLNK(info.external_attr >> 16):
-        return "a symbolic link: links are not followed"
+        return "symlink"
     if path.suffix.lower() == ".zip":
-        return "a zip inside the zip: nested zips are not opened"
+        return "nested_zip"
     if "__MACOSX" in path.parts or path.name.startswith("."):
-        return "a hidden or system file"
+        return "hidden"
     if path.name.lower() != LABELS_FILENAME and path.suffix.lower() not in IMAGE_FILE_SUFFIXES:
-        return "not an image by its name"
+        return "not_an_image"
     return None
 
 
@@ -165,23 +193,28 @@ def check_declared_sizes(infos: list[zipfile.ZipInfo]) -> None:
     """Refuse (413) too many images, or an entry or a total over the limits by the sizes the zip declares."""
     if len(infos) > MAX_ZIP_IMAGES:
         raise ArchiveTooLargeError(f"The zip holds {len(infos):,} images; at most {MAX_ZIP_IMAGES:,} can be "
-                                   "evaluated at once. Split it into smaller zips.")
+                                   "evaluated at once. Split it into smaller zips.", "too_many_images",
+                                   images=len(infos), max_images=MAX_ZIP_IMAGES)
     for info in infos:
         if info.file_size > MAX_ZIP_ENTRY_BYTES:
-            raise ArchiveTooLargeError(entry_too_large(info.filename, info.file_size))
+            raise entry_too_large(info.filename, info.file_size)
     total = sum(info.file_size for info in infos)
     if total > MAX_ZIP_TOTAL_BYTES:
-        raise ArchiveTooLargeError(total_too_large(total))
+        raise total_too_large(total)
 
 
-def entry_too_large(name: str, size: int) -> str:
-    return (f"The entry {shown_name(name)} inflates to {size / 2**20:,.0f} MiB or more; each image may be at most "
-            f"{MAX_ZIP_ENTRY_BYTES / 2**20:,.0f} MiB.")
+def entry_too_large(name: str, size: int) -> ArchiveTooLargeError:
+    mebibytes, limit = size / 2**20, MAX_ZIP_ENTRY_BYTES / 2**20
+    return ArchiveTooLargeError(f"The entry {shown_name(name)} inflates to {mebibytes:,.0f} MiB or more; each image "
+                                f"may be at most {limit:,.0f} MiB.", "entry_too_large", name=shown_name(name),
+                                mebibytes=mebibytes, limit=limit)
 
 
-def total_too_large(size: int) -> str:
-    return (f"The zip inflates to {size / 1e6:,.0f} MB or more; at most {MAX_ZIP_TOTAL_BYTES / 1e6:,.0f} MB can be "
-            "evaluated at once. Split it into smaller zips.")
+def total_too_large(size: int) -> ArchiveTooLargeError:
+    megabytes, limit = size / 1e6, MAX_ZIP_TOTAL_BYTES / 1e6
+    return ArchiveTooLargeError(f"The zip inflates to {megabytes:,.0f} MB or more; at most {limit:,.0f} MB can be "
+                                "evaluated at once. Split it into smaller zips.", "total_too_large",
+                                megabytes=megabytes, limit=limit)
 
 
 def read_labels_files(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> dict[str, str]:
@@ -189,7 +222,9 @@ def read_labels_files(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) ->
     labels: dict[str, str] = {}
     for info in infos:
         if info.file_size > MAX_LABELS_FILE_BYTES:
-            raise ArchiveTooLargeError(f"{shown_name(info.filename)} is over {MAX_LABELS_FILE_BYTES // 2**20} MiB.")
+            limit = MAX_LABELS_FILE_BYTES // 2**20
+            raise ArchiveTooLargeError(f"{shown_name(info.filename)} is over {limit} MiB.", "labels_too_large",
+                                       name=shown_name(info.filename), limit=limit)
         buffer = io.BytesIO()
         copy_limited(archive, info, buffer, MAX_LABELS_FILE_BYTES, InflateBudget())
         folder = PurePosixPath(info.filename).parent
@@ -203,16 +238,19 @@ def parse_labels(data: bytes, source: str) -> list[tuple[str, str]]:
     try:
         rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     except (UnicodeDecodeError, csv.Error):
-        raise ArchiveError(f"{shown_name(source)} is not a UTF-8 CSV file.") from None
+        raise ArchiveError(f"{shown_name(source)} is not a UTF-8 CSV file.", "labels_not_utf8",
+                           name=shown_name(source)) from None
     if not rows or not {"filename", "label"} <= {key.strip().lower() for key in rows[0] if key}:
-        raise ArchiveError(f"{shown_name(source)} needs a header row 'filename,label' and one row per image.")
+        raise ArchiveError(f"{shown_name(source)} needs a header row 'filename,label' and one row per image.",
+                           "labels_no_header", name=shown_name(source))
     pairs = []
     for row in rows:
         values = {(key or "").strip().lower(): (value or "").strip() for key, value in row.items()}
         label = LABEL_ALIASES.get(values["label"].lower())
         if label is None:
-            raise ArchiveError(f"{shown_name(source)} has the label {values['label'][:30]!r} for "
-                               f"{shown_name(values['filename'])}: use {' or '.join(LABELS)}.")
+            given, named = repr(values["label"][:30]), shown_name(values["filename"])
+            raise ArchiveError(f"{shown_name(source)} has the label {given} for {named}: use {' or '.join(LABELS)}.",
+                               "labels_bad_label", name=shown_name(source), label=given, filename=named)
         pairs.append((values["filename"].lstrip("./"), label))
     return pairs
 
@@ -234,7 +272,7 @@ class InflateBudget:
     def spend(self, size: int) -> None:
         self.used += size
         if self.used > MAX_ZIP_TOTAL_BYTES:
-            raise ArchiveTooLargeError(total_too_large(self.used))
+            raise total_too_large(self.used)
 
 
 def extract_image(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, folder: Path,
@@ -248,10 +286,12 @@ def extract_image(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, f
             copy_limited(archive, info, sink, MAX_ZIP_ENTRY_BYTES, budget)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         target.unlink(missing_ok=True)
-        return ArchiveImage(info.filename, label, None, f"The zip entry is damaged ({error}).")
+        return ArchiveImage(info.filename, label, None,
+                            ArchiveError(f"The zip entry is damaged ({error}).", "entry_damaged"))
     except (NotImplementedError, RuntimeError) as error:  # an unknown compression method, or encrypted
         target.unlink(missing_ok=True)
-        return ArchiveImage(info.filename, label, None, f"The zip entry cannot be read here ({error}).")
+        return ArchiveImage(info.filename, label, None,
+                            ArchiveError(f"The zip entry cannot be read here ({error}).", "entry_unsupported"))
     return ArchiveImage(info.filename, label, target)
 
 
@@ -271,12 +311,14 @@ def copy_limited(archive: zipfile.ZipFile, info: zipfile.ZipInfo, sink: BinaryIO
         while chunk := entry.read(CHUNK_BYTES):
             written += len(chunk)
             if written > limit:
-                raise ArchiveTooLargeError(entry_too_large(info.filename, written))
+                raise entry_too_large(info.filename, written)
             budget.spend(len(chunk))
             sink.write(chunk)
 
 
-def missing_labels_message(archive: LabelledArchive) -> str:
+def missing_labels_error(archive: LabelledArchive) -> ArchiveError:
     """Why a zip gives nothing to evaluate: what was found, and the layouts that work."""
-    found = f"{len(archive.unlabelled)} image(s) without a label" if archive.unlabelled else "no image"
-    return f"The zip holds {found}. {LAYOUT_HELP}"
+    if archive.unlabelled:
+        return ArchiveError(f"The zip holds {len(archive.unlabelled)} image(s) without a label. {LAYOUT_HELP}",
+                            "unlabelled_only", unlabelled=len(archive.unlabelled))
+    return ArchiveError(f"The zip holds no image. {LAYOUT_HELP}", "no_images")

@@ -28,10 +28,13 @@ from cxr_pneumonia.explain import METHODS
 from cxr_pneumonia.model import answer, probability_at_prevalence
 from tests.conftest import BUNDLED, expected_at_prevalence
 from tests.dicom_files import dicom
+from tests.labelled_zips import KERMANY_TEST, zip_entries
+from tests.test_browser_languages import english_phrases
 from ui import render
 from ui.files import THUMBNAIL_SIDE, cache_jpeg
 from ui.handlers import PageHandlers
 from ui.messages import text
+from ui.your_data import error_shower, evaluation_handler, on_threshold
 
 
 def closed_port() -> int:
@@ -176,6 +179,7 @@ def galleries(app) -> dict[str, Any]:
 
 
 ENGLISH = SimpleNamespace(headers={"accept-language": "en-US,en"})  # a request from an English browser
+FRENCH = SimpleNamespace(headers={"accept-language": "fr-FR,fr;q=0.9,en;q=0.8"})  # and from a French one
 
 
 def gallery_load(app) -> int:
@@ -391,3 +395,43 @@ def test_a_model_with_a_band_says_uncertain_and_moves_with_the_prevalence(hub, t
         assert screening_json["pneumonia_probability_at_prevalence"] == pytest.approx(expected)
         assert f"{100 * expected:.0f} %" in screening and "prevalence of 5 %" in screening
         assert "prevalence of 30 %" in emergency
+
+
+def test_the_your_data_tab_answers_a_french_browser_in_french(app, tmp_path):
+    """The Evaluate button, the slider and a click on an error as the page calls them for a French browser: the
+    summary and its notes, the progress, the figures' words, the reasons of the files not read (told from the
+    decoder's and the zip's codes) and a refused zip's message, all in French."""
+    normal = sorted((KERMANY_TEST / "NORMAL").iterdir())[:2]
+    pneumonia = sorted((KERMANY_TEST / "PNEUMONIA").iterdir())[0]
+    source = zip_entries(tmp_path / "service.zip", {
+        "NORMAL/a.jpg": normal[0].read_bytes(), "NORMAL/b.jpg": normal[1].read_bytes(),
+        "NORMAL/mislabelled.jpg": pneumonia.read_bytes(),  # a pneumonia labelled NORMAL: an error for the gallery
+        "NORMAL/notes.jpg": b"these are my notes, not an image", "NORMAL/readme.txt": b"scanned on Monday"})
+    evaluate = evaluation_handler(app.service, app.model_workers, retention_seconds=60)
+    progress = []
+    (_, summary, confusion, roc, reliability, _, at_threshold, _, gallery, skipped, result,
+     analyses) = evaluate(FRENCH, str(source), lambda value, desc=None, unit=None: progress.append(desc))
+    assert "**3 images évaluées** (étiquetées par leurs dossiers NORMAL et PNEUMONIA)" in summary
+    assert "| Sensibilité | n.d. | n.d. à n.d. |" in summary and "Seules des images NORMALES ont été lues" in summary
+    assert "**Non lus :** 1 fichier(s)" in summary
+    assert progress[0] == "Ouverture du zip" and progress[-1] == "Analyse des erreurs pour la galerie"
+    assert progress[-2].startswith("4 images analysées sur 4, encore")
+    assert roc.axes[0].get_title() == "Courbe ROC sur vos images"
+    assert [tick.get_text() for tick in confusion.axes[0].get_xticklabels()] == ["NORMALE", "PNEUMONIE"]
+    assert reliability.axes[0].get_xlabel() == "probabilité de pneumonie prédite"
+    assert at_threshold.startswith("Au seuil de **")
+    assert on_threshold(FRENCH, result, 0.0).startswith("Au seuil de **0.00**")
+    assert skipped.visible and skipped.value["headers"] == ["fichier", "raison"]
+    reasons = dict(skipped.value["data"])
+    assert "un fichier texte, pas une image" in reasons["NORMAL/notes.jpg"]
+    assert reasons["NORMAL/readme.txt"] == "pas une image, d'après son nom"
+    assert "is a text file, not an image" in result.unreadable[0].error  # the CSV and the REST API keep English
+    shown = "\n".join([summary, at_threshold, *[caption for _, caption in gallery], *reasons.values()])
+    assert not [phrase for phrase in english_phrases() if phrase in shown]
+    assert gallery[0][1].startswith("NORMALE classée PNEUMONIE") and len(analyses) == 1
+    *_, decision = error_shower(60)(FRENCH, analyses, SimpleNamespace(index=0))
+    assert decision.startswith("**NORMAL/mislabelled.jpg**, étiquetée NORMALE dans votre zip.")
+
+    with pytest.raises(gr.Error) as refused:
+        evaluate(FRENCH, str(zip_entries(tmp_path / "bad.zip", {"../NORMAL/a.jpg": b"x"})), lambda *_, **__: None)
+    assert refused.value.title == "Impossible d'évaluer ce zip" and "chemin dangereux" in refused.value.message

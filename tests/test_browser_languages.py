@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser_app import CHROMIUM, DESKTOP, headless_chromium, running_app
+from tests.labelled_zips import KERMANY_TEST, zip_entries
 from ui.messages import TABLES
 
 UI_MS = 60_000
+EVALUATION_MS = 120_000  # a first evaluation builds the batch graph, on a busy 2-core machine
 MARKDOWN = re.compile(r"[*_`#]|\[|\]\(.*?\)")
 SHORTEST_CHECKED = 12  # shorter messages ("Image", "AUC {auc}") may be the same word in both languages
 
@@ -78,4 +81,42 @@ def test_an_english_browser_gets_the_same_page_in_english(browser: Browser, app:
     expect(page.get_by_role("button", name="Analyze")).to_be_visible()
     expect(page.locator("#examples-child")).to_contain_text("NORMAL, typical")
     assert "__i18n__" not in visible_text(page) and "Radiographie" not in visible_text(page)
+    page.context.close()
+
+
+def upload_zip(page: Page, archive: Path) -> None:
+    page.locator("#your-data-zip input[type=file]").set_input_files(archive, timeout=UI_MS)
+    expect(page.locator("#your-data-zip a").first).to_have_attribute(  # uploaded: the server holds it
+        "href", re.compile(rf"/gradio_api/file=.*{re.escape(archive.name)}$"), timeout=UI_MS)
+
+
+def test_a_french_browser_gets_the_your_data_tab_in_french(browser: Browser, app: str, tmp_path: Path) -> None:
+    """The tab's fixed text, an evaluation's summary, the files not read with their reasons, and a refused zip."""
+    entries = {f"{label}/{path.name}": path.read_bytes() for label in ("NORMAL", "PNEUMONIA")
+               for path in sorted((KERMANY_TEST / label).iterdir())[:2]}
+    archive = zip_entries(tmp_path / "service.zip", {**entries, "NORMAL/notes.jpg": b"these are my notes",
+                                                     "NORMAL/readme.txt": b"scanned on Monday"})
+    context = browser.new_context(locale="fr-FR", viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(app)
+    page.get_by_role("tab", name="Vos données").click()
+    expect(page.get_by_role("button", name="Évaluer")).to_be_visible(timeout=UI_MS)
+    assert "__i18n__" not in visible_text(page)
+    upload_zip(page, archive)
+    page.get_by_role("button", name="Évaluer").click()
+    expect(page.locator("#your-data-summary")).to_contain_text("4 images évaluées", timeout=EVALUATION_MS)
+    expect(page.locator("#your-data-summary")).to_contain_text("Sensibilité")
+    expect(page.locator("#your-data-at-threshold")).to_contain_text("Au seuil de")
+    skipped = page.locator("#your-data-skipped")
+    expect(skipped).to_contain_text("pas une image, d'après son nom", timeout=UI_MS)
+    expect(skipped).to_contain_text("raison")
+    expect(skipped).to_contain_text("un fichier texte, pas une image")
+    text = visible_text(page)
+    assert "__i18n__" not in text
+    shown = [phrase for phrase in english_phrases() if phrase in text]
+    assert not shown, f"English on the French Your data tab: {shown}"
+
+    upload_zip(page, zip_entries(tmp_path / "bad.zip", {"../NORMAL/a.jpg": b"x"}))
+    page.get_by_role("button", name="Évaluer").click()
+    expect(page.get_by_test_id("toast-body")).to_contain_text("chemin dangereux", timeout=UI_MS)
     page.context.close()

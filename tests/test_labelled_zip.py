@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cxr_pneumonia import labelled_zip
-from cxr_pneumonia.labelled_zip import ArchiveError, ArchiveTooLargeError, open_labelled_zip
+from cxr_pneumonia.labelled_zip import IGNORED_REASONS, ArchiveError, ArchiveTooLargeError, open_labelled_zip
 from tests.labelled_zips import KERMANY_TEST, deflate_bomb, lying_bomb, symlink_entry, zip_entries
 
 NORMAL_BYTES = (KERMANY_TEST / "NORMAL" / "IM-0001-0001.jpg").read_bytes()
@@ -47,14 +47,16 @@ def test_labels_csv_beside_the_images(tmp_path: Path) -> None:
         assert archive.unlabelled == ["set/xray3.jpg"] and archive.layout == "labels.csv"
 
 
-@pytest.mark.parametrize("text, message", [
-    (b"file,diagnosis\nx.jpg,NORMAL\n", "needs a header row 'filename,label'"),
-    (b"filename,label\nx.jpg,maybe\n", "has the label 'maybe'"),
+@pytest.mark.parametrize("text, message, code", [
+    (b"file,diagnosis\nx.jpg,NORMAL\n", "needs a header row 'filename,label'", "labels_no_header"),
+    (b"filename,label\nx.jpg,maybe\n", "has the label 'maybe'", "labels_bad_label"),
 ])
-def test_a_bad_labels_csv_says_what_is_wrong(tmp_path: Path, text: bytes, message: str) -> None:
+def test_a_bad_labels_csv_says_what_is_wrong(tmp_path: Path, text: bytes, message: str, code: str) -> None:
+    """In English, and by a code with its particulars for a page in another language."""
     source = zip_entries(tmp_path / "x.zip", {"labels.csv": text, "x.jpg": NORMAL_BYTES})
-    with pytest.raises(ArchiveError, match=message), open_labelled_zip(source):
+    with pytest.raises(ArchiveError, match=message) as refused, open_labelled_zip(source):
         pass
+    assert refused.value.code == code and refused.value.values["name"] == "'labels.csv'"
 
 
 @pytest.mark.parametrize("name", ["../NORMAL/a.jpg", "NORMAL/../../a.jpg", "/etc/NORMAL/a.jpg", "C:/NORMAL/a.jpg"])
@@ -63,6 +65,7 @@ def test_an_unsafe_path_refuses_the_whole_zip(tmp_path: Path, name: str) -> None
     with pytest.raises(ArchiveError, match="unsafe path") as refused, open_labelled_zip(source):
         pass
     assert refused.value.status == 400
+    assert refused.value.code == "unsafe_path" and refused.value.values == {"name": repr(name)}
 
 
 def test_nested_zips_symlinks_and_other_files_are_ignored_and_listed(tmp_path: Path) -> None:
@@ -77,14 +80,17 @@ def test_nested_zips_symlinks_and_other_files_are_ignored_and_listed(tmp_path: P
     with open_labelled_zip(source) as archive:
         assert [image.name for image in archive.images] == ["NORMAL/a.jpg"]
         reasons = dict(archive.ignored)
-    assert "nested zips are not opened" in reasons["NORMAL/more.zip"]
-    assert "links are not followed" in reasons["PNEUMONIA/link.jpg"]
-    assert "not an image" in reasons["NORMAL/notes.txt"] and "__MACOSX/NORMAL/._a.jpg" in reasons
+    assert reasons == {"NORMAL/more.zip": "nested_zip", "PNEUMONIA/link.jpg": "symlink",
+                       "NORMAL/notes.txt": "not_an_image", "__MACOSX/NORMAL/._a.jpg": "hidden"}
+    assert "nested zips are not opened" in IGNORED_REASONS["nested_zip"]
+    assert "links are not followed" in IGNORED_REASONS["symlink"]
 
 
 def test_not_a_zip_is_a_clear_400(tmp_path: Path) -> None:
-    with pytest.raises(ArchiveError, match="not a zip archive"), open_labelled_zip(io.BytesIO(PNEUMONIA_BYTES)):
+    with (pytest.raises(ArchiveError, match="not a zip archive") as refused,
+          open_labelled_zip(io.BytesIO(PNEUMONIA_BYTES))):
         pass
+    assert refused.value.code == "not_a_zip"
 
 
 def peak_rss_growth_mb(action) -> float:
@@ -114,7 +120,7 @@ def test_a_bomb_that_lies_about_its_size_is_cut_at_the_declared_size_and_listed(
     started = time.perf_counter()
     with open_labelled_zip(source) as archive:
         image = archive.images[0]
-    assert image.path is None and "damaged" in image.error
+    assert image.path is None and "damaged" in image.error and image.reason.code == "entry_damaged"
     assert time.perf_counter() - started < 2
 
 
@@ -131,8 +137,9 @@ def test_inflated_bytes_are_counted_while_reading(tmp_path: Path, monkeypatch: p
 def test_declared_totals_and_counts_are_limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(labelled_zip, "MAX_ZIP_IMAGES", 3)
     four = zip_entries(tmp_path / "four.zip", {f"NORMAL/{index}.jpg": NORMAL_BYTES for index in range(4)})
-    with pytest.raises(ArchiveTooLargeError, match="holds 4 images; at most 3"), open_labelled_zip(four):
+    with pytest.raises(ArchiveTooLargeError, match="holds 4 images; at most 3") as refused, open_labelled_zip(four):
         pass
+    assert refused.value.code == "too_many_images" and refused.value.values == {"images": 4, "max_images": 3}
     monkeypatch.setattr(labelled_zip, "MAX_ZIP_TOTAL_BYTES", 2 * len(NORMAL_BYTES))
     three = zip_entries(tmp_path / "three.zip", {f"NORMAL/{index}.jpg": NORMAL_BYTES for index in range(3)})
     with pytest.raises(ArchiveTooLargeError, match="MB can be evaluated at once"), open_labelled_zip(three):

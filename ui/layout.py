@@ -140,7 +140,7 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                         faithfulness_summary = gr.Markdown(elem_id="faithfulness", elem_classes=["lab-table"])
                 with gr.Accordion(fixed("lab_json"), open=False):
                     lab_json = gr.JSON(label=fixed("lab_json"))
-            build_your_data_tab(service, workers, retention_seconds)
+            build_your_data_tab(service, workers, retention_seconds, fixed)
         current = gr.State(None, time_to_live=15 * 60)
         comparison = gr.State(None, time_to_live=15 * 60)
         lab_open = gr.State(False)

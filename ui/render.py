@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
+from cxr_pneumonia.evaluation import Unread
 from cxr_pneumonia.examples import FoundExample
 from cxr_pneumonia.explanation_quality import RANDOMISATION_MAX_RHO
 from cxr_pneumonia.gate import GateResult
@@ -72,8 +73,9 @@ def gate_details(gate: GateResult, language: str) -> str:
     return text("gate_details", language, scores="; ".join(scores), evidence=gate.evidence, limit=gate.rule.limit)
 
 
-def decode_error_message(error: ImageDecodeError, language: str) -> str:
-    """Why an upload cannot be read, from the decoder's code (never its English sentence)."""
+def decode_error_message(error: ImageDecodeError | Unread, language: str) -> str:
+    """Why an upload cannot be read, from the decoder's code (never its English sentence): a refusal just raised, or
+    one an evaluation kept for a file of a zip."""
     values = dict(error.values)
     if error.code == "not_an_image":
         values["kind"] = text(f"non_image_{values['kind']}", language)

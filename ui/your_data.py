@@ -1,8 +1,10 @@
 """The "Your data" tab: upload a zip of labelled X-rays and see how the model does on them.
 
 Layout and handlers only; the reading, scoring and figures are cxr_pneumonia.labelled_zip, .evaluation and
-.evaluation_plots (the same as POST /v1/evaluate); every string is ui.messages'. The batches run on the model threads
-one at a time. The error images leave the disk after the page's retention time, as the result's do.
+.evaluation_plots (the same as POST /v1/evaluate); every string is ui.messages': the fixed text through the page's
+gr.I18n, each answer in the visitor's language (ui.messages.language_of), the library's refusals told from their codes.
+The batches run on the model threads one at a time. The error images leave the disk after the page's retention time,
+as the result's do.
 """
 
 from __future__ import annotations
@@ -11,22 +13,37 @@ import html
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from pathlib import Path
 
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from cxr_pneumonia.config import MAX_ZIP_IMAGES, MAX_ZIP_TOTAL_BYTES
-from cxr_pneumonia.evaluation import Evaluation, ImageResult, Submit, error_paths, evaluate_archive, on_executor
-from cxr_pneumonia.evaluation_plots import confusion_figure, reliability_figure, roc_figure
+from cxr_pneumonia.config import LABELS, MAX_ZIP_IMAGES, MAX_ZIP_TOTAL_BYTES
+from cxr_pneumonia.evaluation import (
+    Evaluation,
+    ImageResult,
+    Submit,
+    Unread,
+    error_paths,
+    evaluate_archive,
+    on_executor,
+)
+from cxr_pneumonia.evaluation_plots import (
+    CONFUSION_TEXTS,
+    RELIABILITY_TEXTS,
+    ROC_TEXTS,
+    confusion_figure,
+    reliability_figure,
+    roc_figure,
+)
 from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
 from cxr_pneumonia.service import Analysis, PneumoniaService
 from ui import render
 from ui.files import cache_jpeg, remove_later
-from ui.messages import text
+from ui.messages import TABLES, FixedText, language_of, text
 
 GALLERY_ERRORS = 12  # the most confident errors analysed in full for the gallery
 
@@ -34,38 +51,40 @@ METRICS = ("sensitivity", "specificity", "accuracy", "auc")  # the summary's row
 STATE_SECONDS = 15 * 60  # an evaluation and its analysed errors stay in memory for the tab, as the page's result
 
 
-def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_seconds: float) -> None:
-    """The "Your data" tab inside the current gr.Tabs, with its events wired."""
-    with gr.Tab(text("your_data_tab"), elem_id="your-data-tab"):
-        gr.Markdown(text("your_data_intro", max_images=MAX_ZIP_IMAGES, max_megabytes=MAX_ZIP_TOTAL_BYTES / 1e6))
+def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_seconds: float,
+                        fixed: FixedText) -> None:
+    """The "Your data" tab inside the current gr.Tabs, with its events wired; its fixed text is the page's `fixed`."""
+    with gr.Tab(fixed("your_data_tab"), elem_id="your-data-tab"):
+        gr.Markdown(fixed("your_data_intro", max_images=MAX_ZIP_IMAGES, max_megabytes=MAX_ZIP_TOTAL_BYTES / 1e6))
         with gr.Row():
-            upload = gr.File(label=text("your_data_upload"), file_types=[".zip"], type="filepath",
+            upload = gr.File(label=fixed("your_data_upload"), file_types=[".zip"], type="filepath",
                              elem_id="your-data-zip")
-            button = gr.Button(text("your_data_button"), variant="primary", elem_id="your-data-evaluate")
+            button = gr.Button(fixed("your_data_button"), variant="primary", elem_id="your-data-evaluate")
         summary = gr.Markdown(elem_id="your-data-summary")
         with gr.Row():
-            confusion = gr.Plot(label=text("your_data_confusion"), elem_id="your-data-confusion")
-            roc = gr.Plot(label=text("your_data_roc"), elem_id="your-data-roc")
-            reliability = gr.Plot(label=text("your_data_reliability"), elem_id="your-data-reliability")
-        slider = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label=text("your_data_slider"),
+            confusion = gr.Plot(label=fixed("your_data_confusion"), elem_id="your-data-confusion")
+            roc = gr.Plot(label=fixed("your_data_roc"), elem_id="your-data-roc")
+            reliability = gr.Plot(label=fixed("your_data_reliability"), elem_id="your-data-reliability")
+        slider = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label=fixed("your_data_slider"),
                            elem_id="your-data-threshold")
         at_threshold = gr.Markdown(elem_id="your-data-at-threshold")
-        download = gr.DownloadButton(text("your_data_csv"), value=None, visible=False, elem_id="your-data-csv")
-        errors = gr.Gallery(label=text("your_data_errors"), columns=6, height=260, allow_preview=False,
+        download = gr.DownloadButton(fixed("your_data_csv"), value=None, visible=False, elem_id="your-data-csv")
+        errors = gr.Gallery(label=fixed("your_data_errors"), columns=6, height=260, allow_preview=False,
                             interactive=False, object_fit="contain", elem_id="your-data-errors")
         with gr.Row():
-            error_original = gr.Image(label=text("your_data_error_original"), type="filepath", interactive=False)
-            error_heatmap = gr.Image(label=text("your_data_error_heatmap"), type="filepath", interactive=False)
+            error_original = gr.Image(label=fixed("your_data_error_original"), type="filepath", interactive=False)
+            error_heatmap = gr.Image(label=fixed("your_data_error_heatmap"), type="filepath", interactive=False)
         error_decision = gr.Markdown(elem_id="your-data-error-decision")
-        skipped = gr.Dataframe(headers=[text("your_data_skipped_file"), text("your_data_skipped_why")],
-                               label=text("your_data_skipped"), interactive=False, elem_id="your-data-skipped")
+        # Shown when files were left out, headed by the handler: gr.I18n does not translate a Dataframe's headers.
+        skipped = gr.Dataframe(label=fixed("your_data_skipped"), interactive=False, visible=False,
+                               elem_id="your-data-skipped")
         evaluation_state = gr.State(None, time_to_live=STATE_SECONDS)
         analyses_state = gr.State([], time_to_live=STATE_SECONDS)
 
     button.click(evaluation_handler(service, workers, retention_seconds), upload,
                  [upload, summary, confusion, roc, reliability, slider, at_threshold, download, errors, skipped,
                   evaluation_state, analyses_state], api_visibility="private")
-    slider.change(threshold_text, [evaluation_state, slider], at_threshold, api_visibility="private",
+    slider.change(on_threshold, [evaluation_state, slider], at_threshold, api_visibility="private",
                   show_progress="hidden")
     errors.select(error_shower(retention_seconds), analyses_state, [error_original, error_heatmap, error_decision],
                   api_visibility="private")
@@ -75,26 +94,52 @@ def evaluation_handler(service: PneumoniaService, workers: Executor, retention_s
     """The Evaluate button's handler: read the zip, score it batch by batch with progress, and fill the tab."""
     submit = on_executor(workers)
 
-    def evaluate(zip_path: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+    def evaluate(request: gr.Request, zip_path: str | None,
+                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        language = language_of(request)
         if not zip_path:
-            raise gr.Error(text("your_data_no_zip"), title=text("your_data_no_zip_title"))
-        progress(0, desc=text("your_data_opening"))
+            raise gr.Error(text("your_data_no_zip", language), title=text("your_data_no_zip_title", language))
+        progress(0, desc=text("your_data_opening", language))
         loaded = service.model()
         try:
             with open_labelled_zip(zip_path) as archive:
-                result = evaluate_archive(loaded.model, archive, submit, progress_reporter(progress))
-                progress(1.0, desc=text("your_data_analysing_errors"))
+                result = evaluate_archive(loaded.model, archive, submit, progress_reporter(progress, language))
+                progress(1.0, desc=text("your_data_analysing_errors", language))
                 analyses = analysed_errors(service, submit, error_paths(archive, result, GALLERY_ERRORS))
         except ArchiveError as error:
-            raise gr.Error(text("your_data_refused", reason=str(error)), title=text("your_data_refused_title")) \
+            raise gr.Error(archive_message(error, language), title=text("your_data_refused_title", language)) \
                 from None
         Path(zip_path).unlink(missing_ok=True)  # Gradio's copy of the upload: nothing is kept
-        return (None, summary_markdown(result, loaded.version or loaded.location.revision), confusion_figure(result),
-                roc_figure(result), reliability_figure(result), gr.update(value=result.threshold),
-                threshold_text(result, result.threshold), gr.update(value=write_csv(result), visible=True),
-                gallery_items(analyses, retention_seconds), skipped_rows(result), result, analyses)
+        return (None, summary_markdown(result, loaded.version or loaded.location.revision, language),
+                *figures(result, language), gr.update(value=result.threshold),
+                threshold_text(result, result.threshold, language), gr.update(value=write_csv(result), visible=True),
+                gallery_items(analyses, retention_seconds, language), skipped_table(result, language), result,
+                analyses)
 
     return evaluate
+
+
+def figures(result: Evaluation, language: str) -> tuple:
+    """The confusion matrix, the ROC curve and the reliability diagram, in the visitor's words."""
+    class_names = [render.class_name(label, language) for label in LABELS]
+    return (confusion_figure(result, figure_texts("confusion", CONFUSION_TEXTS, language), class_names),
+            roc_figure(result, figure_texts("roc", ROC_TEXTS, language)),
+            reliability_figure(result, figure_texts("reliability", RELIABILITY_TEXTS, language)))
+
+
+def figure_texts(figure: str, names: Mapping[str, str], language: str) -> dict[str, str]:
+    """A figure's words (the keys of its English `names`) from the tables, unfilled: the figure fills them in."""
+    return {name: TABLES[language][f"your_data_{figure}_{name}"] for name in names}
+
+
+def archive_message(error: ArchiveError | Unread, language: str) -> str:
+    """Why the zip, or an entry of it, cannot be read, from the library's code (never its English sentence)."""
+    return text(f"your_data_zip_{error.code}", language, **error.values)
+
+
+def unread_message(unread: Unread, language: str) -> str:
+    """Why a labelled file was not evaluated: the decoder's refusal or the zip's, from its code."""
+    return render.decode_error_message(unread, language) if unread.decoder else archive_message(unread, language)
 
 
 def analysed_errors(service: PneumoniaService, submit: Submit, errors: list[tuple[ImageResult, Path]]) -> list[tuple]:
@@ -108,65 +153,75 @@ def analysed_errors(service: PneumoniaService, submit: Submit, errors: list[tupl
     return analyses
 
 
-def progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
+def progress_reporter(progress: gr.Progress, language: str) -> Callable[[int, int], None]:
     """A progress callback showing the count and the time left, from the pace so far."""
     started = time.monotonic()
 
     def report(done: int, total: int) -> None:
         left = (time.monotonic() - started) / done * (total - done) if done else 0.0
-        progress((done, total), desc=text("your_data_progress", done=done, total=total, left=left), unit="images")
+        progress((done, total), desc=text("your_data_progress", language, done=done, total=total, left=left),
+                 unit="images")
 
     return report
 
 
-def rounded(value: float | None) -> str:
-    return text("your_data_not_measured") if value is None else f"{value:.3f}"
+def rounded(value: float | None, language: str) -> str:
+    return text("your_data_not_measured", language) if value is None else f"{value:.3f}"
 
 
-def summary_markdown(result: Evaluation, version: str) -> str:
+def summary_markdown(result: Evaluation, version: str, language: str) -> str:
     """The headline: how many images, the metrics with their 95 % intervals, refusals, UNCERTAIN, notes."""
     counts, metrics = result.counts, result.metrics()
-    layout = text("your_data_layout_csv" if result.layout == "labels.csv" else "your_data_layout_folders")
-    table = [text("your_data_metric_header")]
+    layout = text("your_data_layout_csv" if result.layout == "labels.csv" else "your_data_layout_folders", language)
+    table = [text("your_data_metric_header", language)]
     for key in METRICS:
         low, high = (metrics["ci95"] or {}).get(key) or (None, None)
-        table.append(text("your_data_metric_row", name=text(f"your_data_{key}"), value=rounded(metrics[key]),
-                          low=rounded(low), high=rounded(high)))
+        table.append(text("your_data_metric_row", language, name=text(f"your_data_{key}", language),
+                          value=rounded(metrics[key], language), low=rounded(low, language),
+                          high=rounded(high, language)))
     share = counts["n_refused"] / counts["n"] if counts["n"] else 0.0
-    gate = text("your_data_refused_share", share=share, **counts) if result.input_gate else text("your_data_no_gate")
-    paragraphs = [text("your_data_summary_head", n=counts["n"], layout=layout, version=version,
-                       threshold=result.threshold), "\n".join(table), *notes(result), gate]
+    gate = (text("your_data_refused_share", language, share=share, **counts) if result.input_gate
+            else text("your_data_no_gate", language))
+    paragraphs = [text("your_data_summary_head", language, n=counts["n"], layout=layout, version=version,
+                       threshold=result.threshold), "\n".join(table), *notes(result, language), gate]
     if counts["n_uncertain"]:
-        paragraphs.append(text("your_data_uncertain", **counts))
+        paragraphs.append(text("your_data_uncertain", language, **counts))
     if counts["n_unreadable"]:
-        paragraphs.append(text("your_data_unreadable", **counts))
+        paragraphs.append(text("your_data_unreadable", language, **counts))
     if counts["n"] and not result.errors():
-        paragraphs.append(text("your_data_no_errors"))
+        paragraphs.append(text("your_data_no_errors", language))
     return "\n\n".join(paragraphs)
 
 
-def notes(result: Evaluation) -> list[str]:
+def notes(result: Evaluation, language: str) -> list[str]:
     """What cannot be measured on these images, and why (the page's words for Evaluation.notes)."""
     labels = result.labels
     if not len(labels):
-        return [text("your_data_none_read")]
+        return [text("your_data_none_read", language)]
     if labels.all() or not labels.any():
-        return [text("your_data_only_pneumonia" if labels.all() else "your_data_only_normal")]
+        return [text("your_data_only_pneumonia" if labels.all() else "your_data_only_normal", language)]
     return []
 
 
-def threshold_text(result: Evaluation | None, threshold: float) -> str:
+def on_threshold(request: gr.Request, result: Evaluation | None, threshold: float) -> str:
+    """The slider's handler: what another threshold would give, in the visitor's language."""
+    return threshold_text(result, threshold, language_of(request))
+
+
+def threshold_text(result: Evaluation | None, threshold: float, language: str) -> str:
     """What another threshold would give on these images (nothing before an evaluation)."""
     if result is None:
         return ""
     at = result.at_threshold(threshold)
-    return text("your_data_at_threshold", threshold=threshold, sensitivity=rounded(at["sensitivity"]),
-                specificity=rounded(at["specificity"]), tp=at["tp"], tn=at["tn"], positives=at["tp"] + at["fn"],
-                negatives=at["tn"] + at["fp"], model_threshold=result.threshold)
+    return text("your_data_at_threshold", language, threshold=threshold,
+                sensitivity=rounded(at["sensitivity"], language), specificity=rounded(at["specificity"], language),
+                tp=at["tp"], tn=at["tn"], positives=at["tp"] + at["fn"], negatives=at["tn"] + at["fp"],
+                model_threshold=result.threshold)
 
 
 def write_csv(result: Evaluation) -> str:
-    """The per-image CSV in Gradio's cache folder, for the download button; its path."""
+    """The per-image CSV in Gradio's cache folder, for the download button; its path. Its columns and reasons stay
+    in English, as training.evaluate's and the REST API's."""
     folder = Path(get_upload_folder())
     folder.mkdir(parents=True, exist_ok=True)
     descriptor, path = tempfile.mkstemp(dir=folder, prefix="evaluation-", suffix=".csv")
@@ -175,39 +230,47 @@ def write_csv(result: Evaluation) -> str:
     return path
 
 
-def gallery_items(analyses: list, retention_seconds: float) -> list[tuple]:
+def gallery_items(analyses: list, retention_seconds: float, language: str) -> list[tuple]:
     """Each analysed error's image with what went wrong as its caption; the JPEGs leave the disk after a while."""
-    items = [(cache_jpeg(analysis.original), error_caption(image)) for image, analysis in analyses]
+    items = [(cache_jpeg(analysis.original), error_caption(image, language)) for image, analysis in analyses]
     remove_later([path for path, _ in items], retention_seconds)
     return items
 
 
-def error_caption(image: ImageResult) -> str:
-    return text("your_data_error_caption", label=image.label, predicted=image.predicted,
-                probability=image.probability)
+def error_caption(image: ImageResult, language: str) -> str:
+    return text("your_data_error_caption", language, label=render.class_name(image.label, language),
+                predicted=render.class_name(image.predicted, language), probability=image.probability)
 
 
-def skipped_rows(result: Evaluation) -> list[list[str]]:
-    """The files not evaluated: unreadable ones with the decoder's reason, ignored and unlabelled entries."""
-    rows = [[image.name, image.error] for image in result.unreadable]
-    rows += [[name, reason] for name, reason in result.ignored]
-    rows += [[name, text("your_data_unlabelled_reason")] for name in result.unlabelled]
-    return [[html.escape(name), html.escape(reason)] for name, reason in rows]
+def skipped_table(result: Evaluation, language: str) -> gr.Dataframe:
+    """The files not evaluated, with why: unreadable ones (the decoder's or the zip's reason), ignored and
+    unlabelled entries; headed in the visitor's language, hidden when there are none. The table shows its cells as
+    plain text (its columns' datatype is "str"), so names and reasons go as they are: escaped, an apostrophe would
+    show as &#x27;."""
+    rows = [[image.name, unread_message(image.unread, language)] for image in result.unreadable]
+    rows += [[name, text(f"your_data_ignored_{code}", language)] for name, code in result.ignored]
+    rows += [[name, text("your_data_unlabelled_reason", language)] for name in result.unlabelled]
+    headers = [text("your_data_skipped_file", language), text("your_data_skipped_why", language)]
+    return gr.Dataframe({"headers": headers, "data": rows}, visible=bool(rows))
 
 
-def error_decision(analysis: Analysis) -> str:
+def error_decision(analysis: Analysis, language: str) -> str:
     """The page's sentence for an analysed error: its decision, or the input gate's refusal."""
-    return render.refusal_sentence(analysis.gate) if analysis.refused else render.decision_markdown(analysis, False)
+    if analysis.refused:
+        return render.refusal_sentence(analysis.gate, language)
+    return render.decision_markdown(analysis, False, language)
 
 
 def error_shower(retention_seconds: float) -> Callable:
     """The gallery's click handler: the error's original, heatmap and decision, under its file and label."""
 
-    def show_error(analyses: list, selected: gr.SelectData):
+    def show_error(request: gr.Request, analyses: list, selected: gr.SelectData):
+        language = language_of(request)
         image, analysis = analyses[selected.index]
         paths = [cache_jpeg(pixels) if pixels is not None else None for pixels in (analysis.original, analysis.overlay)]
         remove_later([path for path in paths if path], retention_seconds)
-        heading = text("your_data_error_heading", name=html.escape(image.name), label=image.label)
-        return *paths, f"{heading}\n\n{error_decision(analysis)}"
+        heading = text("your_data_error_heading", language, name=html.escape(image.name),
+                       label=render.class_name(image.label, language))
+        return *paths, f"{heading}\n\n{error_decision(analysis, language)}"
 
     return show_error

@@ -192,6 +192,7 @@ MESSAGES: dict[str, str] = {
     "source_name_chest_xray": "children (Kermany et al. 2018, official test split)",
     "source_name_rsna_pneumonia": "adults (RSNA, held-out test split)",
     "untagged": "untagged",
+    # --- the "Your data" tab ---
     "your_data_tab": "Your data",
     "your_data_intro": "**How does the model do on your own labelled X-rays?** Upload one zip, in either layout:\n"
                        "- folders named `NORMAL` and `PNEUMONIA`, at any depth (the nearest such folder gives the "
@@ -205,7 +206,6 @@ MESSAGES: dict[str, str] = {
     "your_data_no_zip": "Upload a zip of labelled X-rays first.",
     "your_data_no_zip_title": "No zip",
     "your_data_refused_title": "Cannot evaluate this zip",
-    "your_data_refused": "{reason}",
     "your_data_opening": "Opening the zip",
     "your_data_progress": "{done} of {total} images analysed, about {left:.0f} s left",
     "your_data_analysing_errors": "Analysing the errors for the gallery",
@@ -250,6 +250,46 @@ MESSAGES: dict[str, str] = {
     "your_data_error_original": "Original",
     "your_data_error_heatmap": "Heatmap",
     "your_data_not_measured": "n/a",
+    "your_data_confusion_decision": "the model's decision",
+    "your_data_confusion_truth": "your label",
+    "your_data_confusion_title": "At the model's threshold of {threshold:.2f}",
+    "your_data_roc_none": "No ROC curve:\nit needs images of both classes",
+    "your_data_roc_yours": "your images (AUC {auc:.3f})",
+    "your_data_roc_threshold": "the model's threshold ({threshold:.2f})",
+    "your_data_roc_title": "ROC curve on your images",
+    "your_data_roc_x": "1 - specificity (false-positive rate)",
+    "your_data_roc_y": "sensitivity",
+    "your_data_reliability_perfect": "perfect calibration",
+    "your_data_reliability_yours": "your images",
+    "your_data_reliability_x": "predicted pneumonia probability",
+    "your_data_reliability_y": "share with pneumonia",
+    "your_data_reliability_title": "Reliability: each point a bin, with its count",
+    "your_data_ignored_symlink": "a symbolic link: links are not followed",
+    "your_data_ignored_nested_zip": "a zip inside the zip: nested zips are not opened",
+    "your_data_ignored_hidden": "a hidden or system file",
+    "your_data_ignored_not_an_image": "not an image by its name",
+    "your_data_zip_not_a_zip": "This file is not a zip archive that can be read.",
+    "your_data_zip_too_many_entries": "The zip has {entries:,} entries; at most {max_images:,} images can be evaluated "
+                                      "at once.",
+    "your_data_zip_unsafe_path": "The zip holds an entry with an unsafe path ({name}): absolute paths and '..' are "
+                                 "refused. Zip the folder itself, with relative paths.",
+    "your_data_zip_too_many_images": "The zip holds {images:,} images; at most {max_images:,} can be evaluated at "
+                                     "once. Split it into smaller zips.",
+    "your_data_zip_entry_too_large": "The entry {name} inflates to {mebibytes:,.0f} MiB or more; each image may be at "
+                                     "most {limit:,.0f} MiB.",
+    "your_data_zip_total_too_large": "The zip inflates to {megabytes:,.0f} MB or more; at most {limit:,.0f} MB can be "
+                                     "evaluated at once. Split it into smaller zips.",
+    "your_data_zip_labels_too_large": "{name} is over {limit} MiB.",
+    "your_data_zip_labels_not_utf8": "{name} is not a UTF-8 CSV file.",
+    "your_data_zip_labels_no_header": "{name} needs a header row 'filename,label' and one row per image.",
+    "your_data_zip_labels_bad_label": "{name} has the label {label} for {filename}: use NORMAL or PNEUMONIA.",
+    "your_data_zip_no_images": "The zip holds no image. Put the images in folders named NORMAL and PNEUMONIA (at any "
+                               "depth), or add a labels.csv with the columns filename,label beside them.",
+    "your_data_zip_unlabelled_only": "The zip holds {unlabelled} image(s) without a label. Put the images in folders "
+                                     "named NORMAL and PNEUMONIA (at any depth), or add a labels.csv with the columns "
+                                     "filename,label beside them.",
+    "your_data_zip_entry_damaged": "The zip entry is damaged: it could not be inflated.",
+    "your_data_zip_entry_unsupported": "The zip entry is encrypted or compressed in a way this app cannot read.",
     # --- for students ---
     "student_note": """
 **How to read the heatmap.** Warm colours mark the regions whose features raised the score of the

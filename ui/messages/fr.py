@@ -208,6 +208,115 @@ MESSAGES: dict[str, str] = {
     "source_name_chest_xray": "enfants (Kermany et al. 2018, jeu de test officiel)",
     "source_name_rsna_pneumonia": "adultes (RSNA, jeu de test réservé)",
     "untagged": "sans étiquette",
+    # --- l'onglet « Vos données » ---
+    "your_data_tab": "Vos données",
+    "your_data_intro": "**Que donne le modèle sur vos propres radiographies thoraciques de face, déjà étiquetées ?** "
+                       "Déposez un fichier zip, organisé de l'une de ces deux façons :\n"
+                       "- des dossiers nommés `NORMAL` et `PNEUMONIA`, à n'importe quelle profondeur (le plus proche "
+                       "de ces dossiers donne l'étiquette) ;\n"
+                       "- un fichier `labels.csv` aux colonnes `filename,label`, à côté des images.\n\n"
+                       "Tous les formats que l'application sait lire sont acceptés, DICOM compris ; au plus "
+                       "{max_images} images et {max_megabytes:.0f} Mo une fois décompressé. Les images sont lues dans "
+                       "un dossier temporaire, supprimé à la fin de l'évaluation : rien n'est conservé.",
+    "your_data_upload": "Zip de radiographies étiquetées",
+    "your_data_button": "Évaluer",
+    "your_data_no_zip": "Déposez d'abord un zip de radiographies étiquetées.",
+    "your_data_no_zip_title": "Aucun zip",
+    "your_data_refused_title": "Impossible d'évaluer ce zip",
+    "your_data_opening": "Ouverture du zip",
+    "your_data_progress": "{done} images analysées sur {total}, encore {left:.0f} s environ",
+    "your_data_analysing_errors": "Analyse des erreurs pour la galerie",
+    "your_data_summary_head": "**{n} images évaluées** ({layout}) par le modèle {version}, à son seuil de décision de "
+                              "{threshold:.2f}.",
+    "your_data_layout_csv": "étiquettes lues dans labels.csv",
+    "your_data_layout_folders": "étiquetées par leurs dossiers NORMAL et PNEUMONIA",
+    "your_data_metric_header": "| | valeur | intervalle de confiance à 95 % |\n|---|---:|---|",
+    "your_data_metric_row": "| {name} | {value} | {low} à {high} |",
+    "your_data_sensitivity": "Sensibilité",
+    "your_data_specificity": "Spécificité",
+    "your_data_accuracy": "Exactitude",
+    "your_data_auc": "AUC",
+    "your_data_none_read": "_Aucune image n'a pu être lue, donc rien ne peut être mesuré : voyez la raison indiquée "
+                           "pour chaque fichier._",
+    "your_data_only_normal": "_Seules des images NORMALES ont été lues : l'AUC et la courbe ROC demandent des images "
+                             "des deux classes, et la sensibilité des images de PNEUMONIE. L'exactitude et la "
+                             "spécificité sont indiquées._",
+    "your_data_only_pneumonia": "_Seules des images de PNEUMONIE ont été lues : l'AUC et la courbe ROC demandent des "
+                                "images des deux classes, et la spécificité des images NORMALES. L'exactitude et la "
+                                "sensibilité sont indiquées._",
+    "your_data_refused_share": "**Filtre d'entrée :** {n_refused} images refusées sur {n} ({share:.0%}) ; comme en "
+                               "ligne de commande, les mesures ci-dessus les comptent avec leur probabilité.",
+    "your_data_no_gate": "**Filtre d'entrée :** ce modèle n'en a pas.",
+    "your_data_uncertain": "**INCERTAIN :** {n_uncertain} images sur {n} tombent dans la zone d'incertitude du modèle, "
+                           "où un médecin doit lire la radiographie ; les mesures retiennent la décision prise au "
+                           "seuil.",
+    "your_data_unreadable": "**Non lus :** {n_unreadable} fichier(s) ; le tableau ci-dessous donne la raison de "
+                            "chacun.",
+    "your_data_confusion": "Matrice de confusion",
+    "your_data_roc": "Courbe ROC",
+    "your_data_reliability": "Diagramme de fiabilité",
+    "your_data_slider": "Un autre seuil de décision (pour voir seulement : le modèle garde le sien)",
+    "your_data_at_threshold": "Au seuil de **{threshold:.2f}**, ces images donneraient une sensibilité de "
+                              "**{sensitivity}** ({tp} pneumonies reconnues sur {positives}) et une spécificité de "
+                              "**{specificity}** ({tn} radiographies normales reconnues sur {negatives}). Le seuil du "
+                              "modèle reste {model_threshold:.2f}.",
+    "your_data_skipped": "Fichiers non évalués, avec la raison",
+    "your_data_skipped_file": "fichier",
+    "your_data_skipped_why": "raison",
+    "your_data_unlabelled_reason": "sans étiquette : ni dans un dossier NORMAL ou PNEUMONIA, ni nommé dans labels.csv",
+    "your_data_errors": "Les erreurs du modèle, en commençant par celles commises avec le plus d'assurance : cliquez "
+                        "sur l'une d'elles pour voir son analyse complète",
+    "your_data_error_caption": "{label} classée {predicted} (pneumonie {probability:.0%})",
+    "your_data_error_heading": "**{name}**, étiquetée {label} dans votre zip.",
+    "your_data_no_errors": "Le modèle a classé correctement toutes les images à son seuil de décision.",
+    "your_data_csv": "Télécharger les résultats image par image (CSV)",
+    "your_data_error_original": "Original",
+    "your_data_error_heatmap": "Carte de chaleur",
+    "your_data_not_measured": "n.d.",
+    "your_data_confusion_decision": "décision du modèle",
+    "your_data_confusion_truth": "votre étiquette",
+    "your_data_confusion_title": "Au seuil de décision du modèle ({threshold:.2f})",
+    "your_data_roc_none": "Pas de courbe ROC :\nil faut des images des deux classes",
+    "your_data_roc_yours": "vos images (AUC {auc:.3f})",
+    "your_data_roc_threshold": "seuil du modèle ({threshold:.2f})",
+    "your_data_roc_title": "Courbe ROC sur vos images",
+    "your_data_roc_x": "1 - spécificité (taux de faux positifs)",
+    "your_data_roc_y": "sensibilité",
+    "your_data_reliability_perfect": "calibration parfaite",
+    "your_data_reliability_yours": "vos images",
+    "your_data_reliability_x": "probabilité de pneumonie prédite",
+    "your_data_reliability_y": "proportion observée de pneumonies",
+    "your_data_reliability_title": "Fiabilité : chaque point est un intervalle de probabilité, avec son effectif",
+    "your_data_ignored_symlink": "un lien symbolique : les liens ne sont pas suivis",
+    "your_data_ignored_nested_zip": "un zip dans le zip : les zips imbriqués ne sont pas ouverts",
+    "your_data_ignored_hidden": "un fichier caché ou système",
+    "your_data_ignored_not_an_image": "pas une image, d'après son nom",
+    "your_data_zip_not_a_zip": "Ce fichier n'est pas une archive zip lisible.",
+    "your_data_zip_too_many_entries": "Le zip contient {entries} entrées ; au plus {max_images} images peuvent être "
+                                      "évaluées à la fois.",
+    "your_data_zip_unsafe_path": "Le zip contient une entrée au chemin dangereux ({name}) : les chemins absolus et "
+                                 "« .. » sont refusés. Zippez le dossier lui-même, avec des chemins relatifs.",
+    "your_data_zip_too_many_images": "Le zip contient {images} images ; au plus {max_images} peuvent être évaluées à "
+                                     "la fois. Répartissez-les entre plusieurs zips plus petits.",
+    "your_data_zip_entry_too_large": "L'entrée {name} fait {mebibytes:.0f} Mio ou plus une fois décompressée ; chaque "
+                                     "image est limitée à {limit:.0f} Mio.",
+    "your_data_zip_total_too_large": "Le zip fait {megabytes:.0f} Mo ou plus une fois décompressé ; au plus "
+                                     "{limit:.0f} Mo peuvent être évalués à la fois. Répartissez les images entre "
+                                     "plusieurs zips plus petits.",
+    "your_data_zip_labels_too_large": "{name} dépasse {limit} Mio.",
+    "your_data_zip_labels_not_utf8": "{name} n'est pas un fichier CSV encodé en UTF-8.",
+    "your_data_zip_labels_no_header": "{name} doit avoir une ligne d'en-tête « filename,label » puis une ligne par "
+                                      "image.",
+    "your_data_zip_labels_bad_label": "{name} donne l'étiquette {label} à {filename} : utilisez NORMAL ou PNEUMONIA.",
+    "your_data_zip_no_images": "Le zip ne contient aucune image. Placez les images dans des dossiers nommés NORMAL et "
+                               "PNEUMONIA (à n'importe quelle profondeur), ou ajoutez à côté d'elles un fichier "
+                               "labels.csv aux colonnes filename,label.",
+    "your_data_zip_unlabelled_only": "Le zip contient {unlabelled} image(s) sans étiquette. Placez les images dans des "
+                                     "dossiers nommés NORMAL et PNEUMONIA (à n'importe quelle profondeur), ou ajoutez "
+                                     "à côté d'elles un fichier labels.csv aux colonnes filename,label.",
+    "your_data_zip_entry_damaged": "L'entrée du zip est endommagée : elle n'a pas pu être décompressée.",
+    "your_data_zip_entry_unsupported": "L'entrée du zip est chiffrée, ou compressée d'une façon que cette application "
+                                       "ne sait pas lire.",
     # --- pour les étudiants ---
     "student_note": """
 **Comment lire la carte de chaleur.** Les couleurs chaudes marquent les régions dont les caractéristiques ont
