@@ -108,8 +108,9 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                         version_input = version_picker(service, fixed)
                 with gr.Column(scale=6, min_width=300, elem_id="result"):
                     decision_output = gr.Markdown(elem_id="decision")
+                    # The divider starts near the left edge so that the heatmap, not the original, fills the view.
                     heatmap_output = gr.ImageSlider(label=fixed("heatmap"), type="filepath", max_height=430,
-                                                    interactive=False, elem_id="heatmap")
+                                                    interactive=False, elem_id="heatmap", slider_position=15)
                     reference_output = gr.Markdown(elem_id="reference")
                     prevalence_output = gr.Markdown(elem_id="prevalence-result")
                     label_output = gr.Label(num_top_classes=2, label=fixed("probabilities"), elem_id="probabilities")
