@@ -67,7 +67,7 @@ from training.data import (
     subset,
     validation_images,
 )
-from training.train import RUN_FILENAME
+from training.run_files import read_run
 
 DEFAULT_NEGATIVES_DIR = DATA_ROOT / "other_radiographs"
 MAX_FIT_IMAGES = 2000
@@ -143,8 +143,7 @@ def fit_images(data_dirs: list[Path], validation: LabelledImages, max_images: in
 
 def check_sources(model_dir: Path, data_dirs: list[Path]) -> None:
     """Raise ValueError if the run was trained on a source that is not among `data_dirs`."""
-    run_path = model_dir / RUN_FILENAME
-    trained_on = json.loads(run_path.read_text()).get("sources", []) if run_path.is_file() else []
+    trained_on = read_run(model_dir).get("sources", [])
     missing = {Path(source).name for source in trained_on} - {Path(folder).resolve().name for folder in data_dirs}
     if missing:
         raise ValueError(f"the model was trained on {', '.join(sorted(missing))} too: pass every source with --data")
@@ -152,8 +151,7 @@ def check_sources(model_dir: Path, data_dirs: list[Path]) -> None:
 
 def run_sources(model_dir: Path) -> list[Path]:
     """The data sources the run in `model_dir` was trained on (its run.json), or the default data set."""
-    run_path = model_dir / RUN_FILENAME
-    sources = json.loads(run_path.read_text()).get("sources") if run_path.is_file() else None
+    sources = read_run(model_dir).get("sources")
     return [Path(source) for source in sources] if sources else [DEFAULT_DATA_DIR]
 
 

@@ -63,7 +63,7 @@ from training.evaluate import POOLED, evaluate_sources, format_report, predict_p
 from training.framing_check import DEFAULT_CROPS, framing_report
 from training.gate import fit_gate
 from training.localization import localization_report
-from training.train import HISTORY_FILENAME, RUN_FILENAME
+from training.run_files import HISTORY_FILENAME, RUN_FILENAME
 
 LOCALIZATION_METHODS = ["Grad-CAM", "Grad-CAM++", "Layer-CAM"]
 
