@@ -10,6 +10,7 @@ import pytest
 from cxr_pneumonia.model import load_model_dir
 from tests.conftest import TINY_TRAINING
 from training import evaluate, report
+from training.card import heatmaps_section
 from training.data import patient_id
 from training.report import validation_images
 
@@ -46,6 +47,13 @@ def test_card_carries_measured_numbers_and_disclaimer(tiny_model_dir):
     framing = metrics["framing_check"]
     assert [row["crop_top_and_bottom"] for row in framing] == [0.0, 0.075, 0.125]
     assert "## Framing check" in card and f"| 12.5% | {framing[2]['normal_called_pneumonia']:.3f}" in card
+
+
+def test_card_says_plainly_where_an_old_model_was_not_measured_against_the_boxes():
+    lung_box_only = {"attention": {"n": 50, "mean_heat_share_in_lung_box": 0.8}}  # v1.x: a lung-box proxy
+    section = heatmaps_section(lung_box_only)
+    assert section.startswith("## Where the heatmaps land\n\n") and "not measured against the radiologists'" in section
+    assert "%" not in section and heatmaps_section({}) == ""
 
 
 def test_validation_split_of_the_run_has_no_training_patient(tiny_model_dir, mini_data_dir):

@@ -255,22 +255,16 @@ def localization_section(metrics: dict) -> str:
     return "\n".join([*lines, "", LOCALIZATION_ANCHORS])
 
 
-def attention_section(metrics: dict) -> str:
-    """Where the heatmaps land: against the radiologists' boxes when measured, else the lung-box proxy."""
+def heatmaps_section(metrics: dict) -> str:
+    """Where the heatmaps land against the radiologists' boxes; for an older model measured only against a central
+    lung-field box (v1's proxy, whose code is gone), a plain sentence saying so."""
     if "localization" in metrics:
         return localization_section(metrics)
-    attention = metrics.get("attention")
-    if not attention:
-        return ""
-    return (
-        "## Where the heatmaps land\n\n"
-        f"Grad-CAM of the predicted class on {attention['n']} test images (seeded sample): on average "
-        f"{attention['mean_heat_share_in_lung_box']:.0%} of the heat lies in the central lung-field box "
-        f"({attention['lung_box_area_share']:.0%} of the image), {attention['mean_heat_share_on_border']:.0%} on the "
-        f"outer 8 % frame where markers and borders sit ({attention['border_area_share']:.0%} of the image), and "
-        f"{attention['share_of_images_with_peak_on_border']:.0%} of the maps peak on that frame. The box is a coarse "
-        "proxy for the lungs, not a segmentation.\n\n![Grad-CAM examples](gradcam_examples.png)"
-    )
+    if "attention" in metrics:
+        return ("## Where the heatmaps land\n\nThis version's heatmaps were not measured against the radiologists' "
+                "boxes, only against a central lung-field box, a coarse proxy for the lungs that this card no longer "
+                "shows.")
+    return ""
 
 
 def explanations_section(metrics: dict) -> str:
@@ -366,7 +360,7 @@ def render_card(directory: Path, compare: list[Path] | None = None, augmentation
                          if augmentation else ""),
         "framing": framing_section(metrics),
         "gate": gate_section(config, test),
-        "attention": attention_section(metrics),
+        "heatmaps": heatmaps_section(metrics),
         "explanations": explanations_section(metrics),
         "n_train": run["n_train"],
         "n_validation": run["n_validation"],
