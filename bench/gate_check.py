@@ -34,9 +34,10 @@ import numpy as np
 import pydicom
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DATA_ROOT, DEFAULT_DATA_DIR
+from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DATA_ROOT
 from cxr_pneumonia.imaging import ImageDecodeError, read_image_file
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
+from cxr_pneumonia.sources import SOURCES as DATA_SOURCES
 from tests.dicom_files import dicom
 from training.data import has_official_split, list_labelled_images, test_images
 from training.evaluate import folder_reports, gate_report
@@ -62,7 +63,7 @@ SOURCES = [
     *[("other_medical", "pydicom", name) for name in ("examples_jpeg2k.dcm", "examples_ybr_color.dcm", "JPEG2000.dcm")],
 ]
 MIN_VARIANT_SIDE = 192
-DEFAULT_SOURCES = [DEFAULT_DATA_DIR, DATA_ROOT / "rsna_pneumonia"]
+DEFAULT_SOURCES = [DATA_ROOT / name for name in DATA_SOURCES]
 
 
 def source_path(library: str, name: str) -> Path | None:

@@ -19,19 +19,13 @@ from cxr_pneumonia.config import (
     METRICS_FILENAME,
     MODEL_FILENAME,
 )
+from cxr_pneumonia.sources import SOURCES
 from training.augment import PRESET_DESCRIPTIONS
 from training.framing_check import DEFAULT_CROPS
 from training.gate import category_table
 from training.robustness_card import answers_section, calibration_section, robustness_section, stand_in_section
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
-# What each data source is, for the card: (test split, who is in it).
-SOURCES = {
-    "chest_xray": ("Kermany et al. 2018, official test split", "children aged one to five (Kermany et al. 2018, "
-                                                                "Guangzhou)"),
-    "rsna_pneumonia": ("RSNA Pneumonia Detection Challenge, held-out 20 % test split",
-                       "adults (RSNA Pneumonia Detection Challenge, NIH Clinical Center)"),
-}
 LOCALIZATION_ANCHORS = ("Anchors: CheXlocalize (Saporta et al. 2022) Grad-CAM hit rate 0.50 for airspace opacity and "
                         "0.74 for consolidation (DenseNet-121 ensembles, radiologist segmentations); Wang et al. 2017 "
                         "(ChestX-ray8) pneumonia localisation accuracy 0.75 at IoBB 0.1.")
@@ -157,8 +151,13 @@ def gate_section(config: dict, test: dict) -> str:
 
 
 def source_label(name: str) -> str:
-    """How a data source's test split is named in the card."""
-    return SOURCES.get(name, (name, name))[0]
+    """How a data source's test split is named in the card (the folder name for one it does not know)."""
+    return SOURCES[name].test_split if name in SOURCES else name
+
+
+def source_people(name: str) -> str:
+    """Who is in a data source, for the card (the folder name for one it does not know)."""
+    return SOURCES[name].people if name in SOURCES else name
 
 
 def model_index(model_name: str, metrics: dict) -> str:
@@ -274,7 +273,7 @@ def explanations_section(metrics: dict) -> str:
     if not report:
         return ""
     splits, localization = report["splits"], report["localization"]
-    names = " / ".join({"rsna_pneumonia": "RSNA", "chest_xray": "Kermany"}.get(name, name) for name in splits)
+    names = " / ".join(SOURCES[name].short_name if name in SOURCES else name for name in splits)
     lines = ["## How far to trust the heatmaps (explanation quality per method)", "",
              f"Hit rate and mIoU: the map of the evidence for PNEUMONIA on the {localization['n']} RSNA test "
              "pneumonias against the radiologists' boxes (peak inside a box; IoU of the Otsu-thresholded map). "
@@ -330,8 +329,8 @@ def render_card(directory: Path, compare: list[Path] | None = None, augmentation
     values = {
         "model_name": model_name,
         "model_index": model_index(model_name, metrics),
-        "sources_text": " and ".join(SOURCES.get(name, (name, name))[1] for name in sources) or "children",
-        "training_data": "; ".join(SOURCES.get(name, (name, name))[1] for name in sources) or "Kermany train split",
+        "sources_text": " and ".join(map(source_people, sources)) or "children",
+        "training_data": "; ".join(map(source_people, sources)) or "Kermany train split",
         "source_tables": source_tables(metrics),
         "changes": changes_section(metrics),
         "contrast": contrast_section(metrics),
