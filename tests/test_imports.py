@@ -123,6 +123,7 @@ def test_the_walk_sees_every_kind_of_import():
     assert len(graph) > 50
     assert "cxr_pneumonia.config" in graph["app"] | graph["ui.layout"] | graph["cxr_pneumonia.service"]
     assert "bench.common" in graph["bench.latency"]
+    assert "training.report" in graph["training.train"]  # imported inside main()
 
 
 def test_a_cycle_is_found_and_named():
