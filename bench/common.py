@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: timing, percentiles and starting the app in a subprocess."""
+"""Helpers shared by the benchmarks: timing, percentiles, calls back to back, and the app in a subprocess."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def timed_ms(function: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
@@ -47,6 +49,33 @@ def timed_ms_interleaved(functions: dict[str, Callable[[], object]], repeats: in
 def percentiles(times: list[float]) -> dict[str, float]:
     """Median, 95th and 99th percentile, rounded to 0.1."""
     return {f"p{q}": round(float(np.percentile(times, q)), 1) for q in (50, 95, 99)}
+
+
+@dataclass(frozen=True)
+class BackToBack:
+    """How a function fared called back to back for a while in this process."""
+
+    calls: int
+    seconds: float
+    cpu_seconds: float  # this process's, all threads
+
+    @property
+    def calls_per_second(self) -> float:
+        return self.calls / self.seconds
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return self.cpu_seconds * 1000 / self.calls
+
+
+def back_to_back(call: Callable[[], object], seconds: float) -> BackToBack:
+    """Call `call` back to back for `seconds`, after one warm-up call."""
+    call()
+    count, started, cpu_started = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        call()
+        count += 1
+    return BackToBack(count, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
 def report(result: dict, path: Path | None) -> None:
@@ -93,6 +122,12 @@ class AppProcess:
                 continue
         return seconds
 
+    def __enter__(self) -> AppProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -107,7 +142,8 @@ def _cpu_seconds(stat: Path) -> float:
 
 
 def start_app(extra_env: dict[str, str] | None = None, log_path: Path | None = None) -> AppProcess:
-    """Start the app offline (bundled model) on a free port; returns at once, before it serves."""
+    """Start the app offline (bundled model) on a free port; returns at once, before it serves. As a context
+    manager (`with start_app() as app:`), the app is stopped on leaving."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
@@ -132,31 +168,34 @@ def new_client(url: str, reuse_tls: bool = True):
     return Client(url, verbose=False, ssl_verify=shared_tls_context() if reuse_tls else True)
 
 
+def wait_until_up(app: AppProcess, attempt: Callable[[], T | None], not_up_yet: tuple[type[Exception], ...],
+                  pause: float, timeout: float = 180.0) -> T:
+    """What `attempt` returns once it returns something: None, or one of the `not_up_yet` exceptions, means the app
+    does not answer yet. Raises if the app exits or `timeout` seconds pass first."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if app.process.poll() is not None:
+            raise RuntimeError(f"app exited with code {app.process.returncode}")
+        try:
+            result = attempt()
+        except not_up_yet:
+            result = None
+        if result is not None:
+            return result
+        time.sleep(pause)
+    raise TimeoutError("the app did not start in time")
+
+
 def wait_for_rest(app: AppProcess, timeout: float = 180.0) -> None:
     """Return once the app's REST API answers GET /v1/model."""
     import httpx
 
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if app.process.poll() is not None:
-            raise RuntimeError(f"app exited with code {app.process.returncode}")
-        try:
-            if httpx.get(f"{app.url}v1/model", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:  # not up yet
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("the app did not start in time")
+    def answers() -> bool | None:
+        return httpx.get(f"{app.url}v1/model", timeout=5).status_code == 200 or None
+
+    wait_until_up(app, answers, (httpx.HTTPError,), pause=0.2, timeout=timeout)
 
 
 def wait_for_client(app: AppProcess, timeout: float = 180.0):
     """A gradio_client Client (shared TLS context) once the app answers."""
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if app.process.poll() is not None:
-            raise RuntimeError(f"app exited with code {app.process.returncode}")
-        try:
-            return new_client(app.url)
-        except Exception:  # not up yet
-            time.sleep(0.1)
-    raise TimeoutError("the app did not start in time")
+    return wait_until_up(app, lambda: new_client(app.url), (Exception,), pause=0.1, timeout=timeout)

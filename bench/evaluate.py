@@ -77,16 +77,13 @@ def main(argv: list[str] | None = None) -> None:
         archive = build_zip(Path(folder) / "kermany.zip", args.images // 2)
         warm = build_zip(Path(folder) / "warm.zip", 16)
         body, megapixels = archive.read_bytes(), mean_megapixels(archive)
-        app = start_app()
-        try:
+        with start_app() as app:
             wait_for_rest(app)
             evaluate(app.url, warm.read_bytes())
             load_before = os.getloadavg()
             runs = [evaluate(app.url, body) for _ in range(args.repeats)]
             load_after = os.getloadavg()
             peak = app.peak_memory_mb()
-        finally:
-            app.stop()
     seconds = [round(run[0], 2) for run in runs]
     answer = runs[0][1]
     report({"images": answer["n"], "zip_mb": round(len(body) / 1e6, 1),

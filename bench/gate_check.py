@@ -34,13 +34,15 @@ import numpy as np
 import pydicom
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DATA_ROOT, DEFAULT_DATA_DIR
+from cxr_pneumonia.config import BUNDLED_MODEL_DIR, DATA_ROOT
 from cxr_pneumonia.imaging import ImageDecodeError, read_image_file
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
+from cxr_pneumonia.sources import SOURCES as DATA_SOURCES
 from tests.dicom_files import dicom
 from training.data import has_official_split, list_labelled_images, test_images
 from training.evaluate import folder_reports, gate_report
-from training.gate import DEFAULT_NEGATIVES_DIR, bars, border, category_table, rotate
+from training.gate import DEFAULT_NEGATIVES_DIR, category_table
+from training.gate_images import bars, border, rotate
 
 MATPLOTLIB_DATA = Path(matplotlib.get_data_path()) / "sample_data"
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -61,7 +63,7 @@ SOURCES = [
     *[("other_medical", "pydicom", name) for name in ("examples_jpeg2k.dcm", "examples_ybr_color.dcm", "JPEG2000.dcm")],
 ]
 MIN_VARIANT_SIDE = 192
-DEFAULT_SOURCES = [DEFAULT_DATA_DIR, DATA_ROOT / "rsna_pneumonia"]
+DEFAULT_SOURCES = [DATA_ROOT / name for name in DATA_SOURCES]
 
 
 def source_path(library: str, name: str) -> Path | None:
@@ -217,7 +219,7 @@ def add_noise(gray: np.ndarray, sigma: float = 0.03, seed: int = 0) -> np.ndarra
 
 
 # name: (change of the decoded image, writer and file suffix). The first group resembles the changes the
-# gate was fitted with (training.gate.AUGMENTATION); the second group was not used in fitting.
+# gate was fitted with (training.gate_images.AUGMENTATION); the second group was not used in fitting.
 LIKE_FIT_CHANGES = ("gamma_0.6", "gamma_1.6", "black_side_bars", "white_side_bars", "rotate_+8", "rotate_-8",
                     "crop_85", "zoom_out_130", "thorax_crop", "unsharp_mask", "collimated")
 TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray, Path], None], str]] = {

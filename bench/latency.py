@@ -112,8 +112,7 @@ def architecture_rows(models: dict[str, PneumoniaModel], gray: np.ndarray, repea
 def over_http(image: Path, repeats: int) -> dict:
     """Cold start of `python app.py` to its first /predict, then /predict latency through the default
     gradio_client and through one reusing its TLS context, the REST routes, and the app's peak memory."""
-    app = start_app()
-    try:
+    with start_app() as app:
         client = wait_for_client(app)
         arguments = (handle_file(str(image)), None, "Grad-CAM", 0.4, "main")
         client.predict(*arguments, api_name="/predict")
@@ -124,8 +123,6 @@ def over_http(image: Path, repeats: int) -> dict:
         return {"cold_start_s": round(cold_start, 2), "http": percentiles(default_times),
                 "http_reused_tls": percentiles(reused_tls_times), "rest": rest_latency(app, image, repeats),
                 "app_peak_memory_mb": round(app.peak_memory_mb())}
-    finally:
-        app.stop()
 
 
 def rest_latency(app: AppProcess, image: Path, repeats: int) -> dict:
@@ -144,12 +141,9 @@ def rest_latency(app: AppProcess, image: Path, repeats: int) -> dict:
 
 def rest_only(image: Path, repeats: int) -> dict:
     """The REST routes' latency against a freshly started app, without the rest of the benchmark."""
-    app = start_app()
-    try:
+    with start_app() as app:
         wait_for_rest(app)
         rest = rest_latency(app, image, repeats)
-    finally:
-        app.stop()
     return {"repeats": repeats, "p50_rest_classify_ms": rest["rest_classify"]["p50"],
             "p95_rest_classify_ms": rest["rest_classify"]["p95"], "p50_rest_explain_ms": rest["rest_explain"]["p50"],
             "p50_predict_default_client_ms": rest["predict_default_client"]["p50"], "rest_ms": rest}

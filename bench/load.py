@@ -26,7 +26,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,7 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from gradio_client import handle_file
 
-from bench.common import AppProcess, new_client, percentiles, report, start_app, wait_for_client, wait_for_rest
+from bench.common import (
+    AppProcess,
+    back_to_back,
+    new_client,
+    percentiles,
+    report,
+    start_app,
+    wait_for_client,
+    wait_for_rest,
+)
 from bench.latency import DEFAULT_IMAGE
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
@@ -105,33 +113,20 @@ def back_to_back_rps(image: Path, seconds: float) -> dict[str, float]:
         "predict_gradcam": lambda: gate_predict_and_explain(loaded.model, loaded.explainer, gray, "Grad-CAM"),
         "analyze_file": lambda: service.analyze_file(image),
     }
-    return {f"{name}_rps": round(calls_per_second(call, seconds), 2) for name, call in calls.items()}
-
-
-def calls_per_second(call: Callable[[], object], seconds: float) -> float:
-    """How many times `call` runs per second back to back, after one warm-up call."""
-    call()
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        call()
-        count += 1
-    return count / (time.perf_counter() - started)
+    return {f"{name}_rps": round(back_to_back(call, seconds).calls_per_second, 2) for name, call in calls.items()}
 
 
 def loaded_app(image: Path, users: int, seconds: float, concurrency_limit: int | None, reuse_tls: bool,
                with_one_user: bool) -> dict:
     """Start the app (at `concurrency_limit`, default the app's), warm it, then one user and N users."""
     env = {"CONCURRENCY_LIMIT": str(concurrency_limit)} if concurrency_limit else {}
-    app = start_app(env)
-    try:
+    with start_app(env) as app:
         wait_for_client(app).predict(handle_file(str(image)), None, "Grad-CAM", 0.4, "main", api_name="/predict")
         result = {"concurrency_limit": concurrency_limit or "app default"}
         if with_one_user:
             result["one_user"] = run_users(app, image, 1, seconds, reuse_tls)
         result["concurrent"] = run_users(app, image, users, seconds, reuse_tls)
         return result
-    finally:
-        app.stop()
 
 
 def rest_load(image: Path, users: int, seconds: float, rounds: int) -> dict:
@@ -141,8 +136,7 @@ def rest_load(image: Path, users: int, seconds: float, rounds: int) -> dict:
     from cxr_pneumonia.service import PneumoniaService
 
     service = PneumoniaService(HubSettings(offline=True))
-    app = start_app()
-    try:
+    with start_app() as app:
         wait_for_rest(app)
         httpx.post(f"{app.url}{REST_ROUTE}", content=image.read_bytes(), timeout=60).raise_for_status()
         rows = []
@@ -154,8 +148,6 @@ def rest_load(image: Path, users: int, seconds: float, rounds: int) -> dict:
                 "cpu_ratio_vs_in_process": round(many["app_cpu_ms_per_request"] / in_process["cpu_ms_per_call"], 2),
                 "throughput_ratio_vs_in_process": round(many["throughput_rps"] / in_process["calls_per_second"], 2),
             })
-    finally:
-        app.stop()
     return {
         "route": f"/{REST_ROUTE}", "users": users, "seconds": seconds, "cores": os.cpu_count(),
         "errors": sum(row["one_user"]["errors"] + row["concurrent"]["errors"] for row in rows),
@@ -168,13 +160,8 @@ def rest_load(image: Path, users: int, seconds: float, rounds: int) -> dict:
 
 def analyze_file_cost(service, image: Path, seconds: float) -> dict[str, float]:
     """service.analyze_file back to back in this process: calls per second, and CPU per call (all threads)."""
-    service.analyze_file(image)
-    count, started, cpu_started = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - started < seconds:
-        service.analyze_file(image)
-        count += 1
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    return {"calls_per_second": round(count / elapsed, 2), "cpu_ms_per_call": round(cpu * 1000 / count, 2)}
+    run = back_to_back(lambda: service.analyze_file(image), seconds)
+    return {"calls_per_second": round(run.calls_per_second, 2), "cpu_ms_per_call": round(run.cpu_ms_per_call, 2)}
 
 
 def rest_users(app: AppProcess, image: Path, users: int, seconds: float) -> dict:

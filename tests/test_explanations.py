@@ -10,6 +10,7 @@ import pytest
 
 from cxr_pneumonia.examples import read_boxes
 from cxr_pneumonia.explain import METHODS
+from cxr_pneumonia.sources import SOURCES
 from training import explanations, pick_examples
 from training.card import LOCALIZATION_ANCHORS, render_card
 
@@ -59,7 +60,7 @@ def test_pick_examples_names_children_and_adults_relative_to_the_data_root(tiny_
     assert {(row["population"], row["label"]) for row in rows} == {
         (population, label) for population in ("child", "adult") for label in ("NORMAL", "PNEUMONIA")}
     for row in rows:
-        assert (data_root / row["path"]).is_file() and row["path"].split("/")[0] in pick_examples.SOURCES
+        assert (data_root / row["path"]).is_file() and row["path"].split("/")[0] in SOURCES
         assert row["note"].split(":")[0] in pick_examples.NOTES
         assert ("CC BY 4.0" in row["provenance"]) == (row["population"] == "child")
         assert ("Shih et al. 2019" in row["provenance"]) == (row["population"] == "adult")

@@ -34,7 +34,7 @@ from cxr_pneumonia.hub import HubSettings, ModelLocation
 from cxr_pneumonia.model import load_model_dir
 from cxr_pneumonia.service import PneumoniaService
 from tests.test_app import closed_port
-from training import evaluate, report
+from training import evaluate, gate_classifier, gate_images, report
 from training import gate as gate_training
 from training.data import test_images, validation_images
 
@@ -92,14 +92,14 @@ def test_training_fits_a_gate_with_its_classifier_into_the_model_directory(tiny_
     assert "Mahalanobis" in block["method"] and block["validation_refused_fraction"] <= 0.01
     assert block["normalization"] == config["normalization"] == "equalize"
     assert set(block["n_fit_images_by_source"]) == {"mini_chest_xray0", "rsna_pneumonia"}
-    assert block["classifier"]["classes"] == list(gate_training.CLASSES)
+    assert block["classifier"]["classes"] == list(gate_images.CLASSES)
     categories = block["negatives"]["categories"]
     assert set(categories) == {path.name for path in gate_training.DEFAULT_NEGATIVES_DIR.iterdir() if path.is_dir()}
     assert categories["chest_lateral"]["class"] == "lateral_chest" and categories["knee"]["class"] == "other_body_part"
     assert block["negatives"]["all"]["n"] == sum(row["n"] for row in categories.values()) == 201
     assert all(0 <= row["refused_left_out"] <= row["n"] for row in categories.values())
     gate = load_model_dir(tiny_model_dir).gate
-    assert gate.present and gate.classes == gate_training.CLASSES
+    assert gate.present and gate.classes == gate_images.CLASSES
 
 
 def test_gate_features_are_the_layer_averaged_over_each_grid_cell(tiny_model_dir):
@@ -133,8 +133,8 @@ def test_the_rule_is_fitted_on_validation_scores(tiny_model_dir):
     model = load_model_dir(tiny_model_dir)
     block = model.config.gate
     validation = validation_images(tiny_model_dir)
-    changes = {"plain": None, "changed": gate_training.acquisition_change}
-    held = gate_training.read_inputs(validation.paths, model.config.image_size, model.config.normalization,
+    changes = {"plain": None, "changed": gate_images.acquisition_change}
+    held = gate_images.read_inputs(validation.paths, model.config.image_size, model.config.normalization,
                                      changes, block["seed"] + 1)
     both = np.concatenate([held["plain"], held["changed"]])
     scores = model.gate.scores(both)
@@ -212,7 +212,7 @@ def test_the_fit_needs_every_source_the_model_was_trained_on(tiny_model_dir, min
 def test_leave_one_category_out_trains_without_each_category_in_turn():
     categories = np.array(["knee"] * 3 + ["hand"] * 2 + [""] * 4)
     original = np.array([True, True, False, True, False, True, True, True, True])
-    negatives = gate_training.Negatives(np.arange(9.0)[:, None], np.array([2] * 5 + [5] * 4), categories, original)
+    negatives = gate_images.Negatives(np.arange(9.0)[:, None], np.array([2] * 5 + [5] * 4), categories, original)
     seen = {}
 
     def refused_without(category):
@@ -241,19 +241,19 @@ def test_category_table_shows_both_shares_per_category():
 def test_synthetic_negatives_are_pictures_in_range():
     rng = np.random.default_rng(0)
     chest = rng.uniform(size=(120, 100))
-    assert gate_training.turned(chest, rng).shape in {(100, 120), (120, 100)}
-    assert max(gate_training.part_of(chest, rng).shape) <= 120
+    assert gate_images.turned(chest, rng).shape in {(100, 120), (120, 100)}
+    assert max(gate_images.part_of(chest, rng).shape) <= 120
     for _ in range(10):
-        picture = gate_training.synthetic_picture(rng, 64)
+        picture = gate_images.synthetic_picture(rng, 64)
         assert picture.shape == (64, 64) and 0.0 <= picture.min() <= picture.max() <= 1.0
 
 
 def test_training_batches_are_half_negatives_then_even_over_the_kinds():
     rng = np.random.default_rng(0)
     negative = np.arange(200) >= 150
-    assert negative[gate_training.half_and_half(negative, 64, rng)].sum() == 32
+    assert negative[gate_classifier.half_and_half(negative, 64, rng)].sum() == 32
     classes = np.array([0] * 3 + [1] * 50 + [4] * 20)
-    assert sorted(np.bincount(classes[gate_training.evenly(classes, 64, rng)])[[0, 1, 4]]) == [21, 21, 22]
+    assert sorted(np.bincount(classes[gate_classifier.evenly(classes, 64, rng)])[[0, 1, 4]]) == [21, 21, 22]
 
 
 def test_refusal_messages_say_what_the_image_looks_like_and_what_to_upload():

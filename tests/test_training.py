@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from collections import Counter
 
 import keras
 import numpy as np
@@ -9,8 +10,9 @@ import pytest
 
 from cxr_pneumonia.model import load_model_dir
 from tests.conftest import TINY_TRAINING
-from training import evaluate, report
-from training.data import patient_id
+from training import contrast_check, evaluate, framing_check, report
+from training.card import heatmaps_section
+from training.data import patient_id, test_images
 from training.report import validation_images
 
 EXPECTED_FILES = {"model.keras", "config.json", "metrics.json", "README.md", "roc.png", "confusion_matrix.png",
@@ -46,6 +48,13 @@ def test_card_carries_measured_numbers_and_disclaimer(tiny_model_dir):
     framing = metrics["framing_check"]
     assert [row["crop_top_and_bottom"] for row in framing] == [0.0, 0.075, 0.125]
     assert "## Framing check" in card and f"| 12.5% | {framing[2]['normal_called_pneumonia']:.3f}" in card
+
+
+def test_card_says_plainly_where_an_old_model_was_not_measured_against_the_boxes():
+    lung_box_only = {"attention": {"n": 50, "mean_heat_share_in_lung_box": 0.8}}  # v1.x: a lung-box proxy
+    section = heatmaps_section(lung_box_only)
+    assert section.startswith("## Where the heatmaps land\n\n") and "not measured against the radiologists'" in section
+    assert "%" not in section and heatmaps_section({}) == ""
 
 
 def test_validation_split_of_the_run_has_no_training_patient(tiny_model_dir, mini_data_dir):
@@ -102,3 +111,31 @@ def test_validation_only_report_calibrates_and_measures_without_reading_a_test_s
     rsna = validation.of_source(mini_rsna_dir.name)
     assert metrics["localization"]["split"] == "validation"
     assert metrics["localization"]["n"] == sum(rsna.labels)
+
+
+def test_the_report_predicts_each_image_once(tiny_model_dir, mini_data_dir, mini_rsna_dir, tmp_path, monkeypatch):
+    """Reports, pooled reports, plots and the checks' unchanged images all reuse one prediction of each image (the
+    calibration's pass, before the gate exists, aside); the checks predict only the images they change."""
+    run = shutil.copytree(tiny_model_dir, tmp_path / "run")
+    read_as_files, changed_images = Counter(), []
+
+    def counted_batches(model, paths, batches=evaluate.input_batches):
+        read_as_files.update(paths)
+        return batches(model, paths)
+
+    def counted_grays(model, grays, predict=evaluate.predict_grays):
+        changed_images.extend(grays)
+        return predict(model, grays)
+
+    monkeypatch.setattr(evaluate, "input_batches", counted_batches)
+    monkeypatch.setattr(framing_check, "predict_grays", counted_grays)
+    monkeypatch.setattr(contrast_check, "predict_grays", counted_grays)
+    report.main(["--model", str(run), "--data", str(mini_data_dir), str(mini_rsna_dir), "--keep-gate"])
+    validation = validation_images(run)
+    tests = [*test_images(mini_data_dir).paths, *test_images(mini_rsna_dir).paths]
+    assert read_as_files == Counter([*validation.paths, *tests])
+    first_source = validation.of_source(validation.source_names[0])
+    n_crops, n_changes = len(framing_check.DEFAULT_CROPS) - 1, len(contrast_check.CHANGES)
+    assert len(changed_images) == n_crops * len(first_source) + n_changes * len(validation)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test_by_source"]) == {mini_data_dir.name, mini_rsna_dir.name}

@@ -19,19 +19,13 @@ from cxr_pneumonia.config import (
     METRICS_FILENAME,
     MODEL_FILENAME,
 )
+from cxr_pneumonia.sources import SOURCES
 from training.augment import PRESET_DESCRIPTIONS
 from training.framing_check import DEFAULT_CROPS
 from training.gate import category_table
 from training.robustness_card import answers_section, calibration_section, robustness_section, stand_in_section
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
-# What each data source is, for the card: (test split, who is in it).
-SOURCES = {
-    "chest_xray": ("Kermany et al. 2018, official test split", "children aged one to five (Kermany et al. 2018, "
-                                                                "Guangzhou)"),
-    "rsna_pneumonia": ("RSNA Pneumonia Detection Challenge, held-out 20 % test split",
-                       "adults (RSNA Pneumonia Detection Challenge, NIH Clinical Center)"),
-}
 LOCALIZATION_ANCHORS = ("Anchors: CheXlocalize (Saporta et al. 2022) Grad-CAM hit rate 0.50 for airspace opacity and "
                         "0.74 for consolidation (DenseNet-121 ensembles, radiologist segmentations); Wang et al. 2017 "
                         "(ChestX-ray8) pneumonia localisation accuracy 0.75 at IoBB 0.1.")
@@ -157,8 +151,13 @@ def gate_section(config: dict, test: dict) -> str:
 
 
 def source_label(name: str) -> str:
-    """How a data source's test split is named in the card."""
-    return SOURCES.get(name, (name, name))[0]
+    """How a data source's test split is named in the card (the folder name for one it does not know)."""
+    return SOURCES[name].test_split if name in SOURCES else name
+
+
+def source_people(name: str) -> str:
+    """Who is in a data source, for the card (the folder name for one it does not know)."""
+    return SOURCES[name].people if name in SOURCES else name
 
 
 def model_index(model_name: str, metrics: dict) -> str:
@@ -255,22 +254,16 @@ def localization_section(metrics: dict) -> str:
     return "\n".join([*lines, "", LOCALIZATION_ANCHORS])
 
 
-def attention_section(metrics: dict) -> str:
-    """Where the heatmaps land: against the radiologists' boxes when measured, else the lung-box proxy."""
+def heatmaps_section(metrics: dict) -> str:
+    """Where the heatmaps land against the radiologists' boxes; for an older model measured only against a central
+    lung-field box (v1's proxy, whose code is gone), a plain sentence saying so."""
     if "localization" in metrics:
         return localization_section(metrics)
-    attention = metrics.get("attention")
-    if not attention:
-        return ""
-    return (
-        "## Where the heatmaps land\n\n"
-        f"Grad-CAM of the predicted class on {attention['n']} test images (seeded sample): on average "
-        f"{attention['mean_heat_share_in_lung_box']:.0%} of the heat lies in the central lung-field box "
-        f"({attention['lung_box_area_share']:.0%} of the image), {attention['mean_heat_share_on_border']:.0%} on the "
-        f"outer 8 % frame where markers and borders sit ({attention['border_area_share']:.0%} of the image), and "
-        f"{attention['share_of_images_with_peak_on_border']:.0%} of the maps peak on that frame. The box is a coarse "
-        "proxy for the lungs, not a segmentation.\n\n![Grad-CAM examples](gradcam_examples.png)"
-    )
+    if "attention" in metrics:
+        return ("## Where the heatmaps land\n\nThis version's heatmaps were not measured against the radiologists' "
+                "boxes, only against a central lung-field box, a coarse proxy for the lungs that this card no longer "
+                "shows.")
+    return ""
 
 
 def explanations_section(metrics: dict) -> str:
@@ -280,7 +273,7 @@ def explanations_section(metrics: dict) -> str:
     if not report:
         return ""
     splits, localization = report["splits"], report["localization"]
-    names = " / ".join({"rsna_pneumonia": "RSNA", "chest_xray": "Kermany"}.get(name, name) for name in splits)
+    names = " / ".join(SOURCES[name].short_name if name in SOURCES else name for name in splits)
     lines = ["## How far to trust the heatmaps (explanation quality per method)", "",
              f"Hit rate and mIoU: the map of the evidence for PNEUMONIA on the {localization['n']} RSNA test "
              "pneumonias against the radiologists' boxes (peak inside a box; IoU of the Otsu-thresholded map). "
@@ -336,8 +329,8 @@ def render_card(directory: Path, compare: list[Path] | None = None, augmentation
     values = {
         "model_name": model_name,
         "model_index": model_index(model_name, metrics),
-        "sources_text": " and ".join(SOURCES.get(name, (name, name))[1] for name in sources) or "children",
-        "training_data": "; ".join(SOURCES.get(name, (name, name))[1] for name in sources) or "Kermany train split",
+        "sources_text": " and ".join(map(source_people, sources)) or "children",
+        "training_data": "; ".join(map(source_people, sources)) or "Kermany train split",
         "source_tables": source_tables(metrics),
         "changes": changes_section(metrics),
         "contrast": contrast_section(metrics),
@@ -366,7 +359,7 @@ def render_card(directory: Path, compare: list[Path] | None = None, augmentation
                          if augmentation else ""),
         "framing": framing_section(metrics),
         "gate": gate_section(config, test),
-        "attention": attention_section(metrics),
+        "heatmaps": heatmaps_section(metrics),
         "explanations": explanations_section(metrics),
         "n_train": run["n_train"],
         "n_validation": run["n_validation"],

@@ -44,20 +44,22 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def contrast_report(model: PneumoniaModel, images: LabelledImages) -> list[dict]:
-    """Per source and change: mean |change of probability|, share of decisions flipped, AUC before and after."""
+def contrast_report(model: PneumoniaModel, images: LabelledImages, before: np.ndarray | None = None) -> list[dict]:
+    """Per source and change: mean |change of probability|, share of decisions flipped, AUC before and after.
+    `before`: the unchanged images' calibrated probabilities, in the images' order, when already predicted."""
     rows = []
+    sources = np.array(images.sources)
     for source in images.source_names:
         of_source = images.of_source(source)
         grays = [read_image_file(path) for path in of_source.paths]
-        before = predict_grays(model, grays)
+        unchanged = predict_grays(model, grays) if before is None else before[sources == source]
         for name, change in CHANGES.items():
             after = predict_grays(model, [change(gray) for gray in grays])
-            flipped = (before >= model.config.threshold) != (after >= model.config.threshold)
+            flipped = (unchanged >= model.config.threshold) != (after >= model.config.threshold)
             rows.append({"source": source, "change": name, "n": len(grays),
-                         "mean_abs_probability_change": float(np.mean(np.abs(after - before))),
+                         "mean_abs_probability_change": float(np.mean(np.abs(after - unchanged))),
                          "decisions_flipped": float(flipped.mean()),
-                         "auc_before": roc_auc(of_source.labels, before),
+                         "auc_before": roc_auc(of_source.labels, unchanged),
                          "auc_after": roc_auc(of_source.labels, after)})
     return rows
 

@@ -21,8 +21,8 @@ from cxr_pneumonia.explanation_quality import Box, box_mask
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, load_model_input, to_model_input
 from training.acquisition_pool import acquisition_pool
+from training.run_files import SPLIT_FILENAME
 
-SPLIT_FILENAME = "split.json"
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dcm"}
 SPLIT_FOLDERS = ("train", "test", "val")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,12 +89,46 @@ def evaluation_images(data_dir: Path, split: str = "test") -> LabelledImages:
     return list_labelled_images(data_dir)
 
 
-def evaluate_sources(model: PneumoniaModel, images: LabelledImages) -> dict[str, dict]:
+@dataclass(frozen=True)
+class ScoredImages:
+    """Labelled images with each one's calibrated pneumonia probability and the input gate's refusal, in order:
+    predicted once, then read by every report and plot made of them."""
+
+    images: LabelledImages
+    probabilities: np.ndarray
+    refused: np.ndarray
+
+    def of_source(self, source: str) -> ScoredImages:
+        """The images of one source with their scores."""
+        keep = np.array([name == source for name in self.images.sources], dtype=bool)
+        return ScoredImages(self.images.of_source(source), self.probabilities[keep], self.refused[keep])
+
+    def report(self, model: PneumoniaModel) -> dict:
+        """The metric report at the model's threshold over all images, with the share the gate refused."""
+        return labelled_report(model, self.images.labels, self.probabilities, self.refused)
+
+
+def score_images(model: PneumoniaModel, images: LabelledImages) -> ScoredImages:
+    """Every image predicted once, source by source (so each source's batches are those it has alone)."""
+    probabilities, refused = np.zeros(len(images)), np.zeros(len(images), dtype=bool)
+    sources = np.array(images.sources)
+    for source in images.source_names:
+        keep = sources == source
+        probabilities[keep], refused[keep] = predict_and_gate_paths(model, images.of_source(source).paths)
+    return ScoredImages(images, probabilities, refused)
+
+
+def source_reports(model: PneumoniaModel, scored: ScoredImages) -> dict[str, dict]:
     """The report of each source and, with several, of all images pooled."""
-    reports = {source: evaluate_images(model, images.of_source(source))[0] for source in images.source_names}
+    reports = {source: scored.of_source(source).report(model) for source in scored.images.source_names}
     if len(reports) > 1:
-        reports[POOLED] = evaluate_images(model, images)[0]
+        reports[POOLED] = scored.report(model)
     return reports
+
+
+def evaluate_sources(model: PneumoniaModel, images: LabelledImages) -> dict[str, dict]:
+    """The report of each source and, with several, of all images pooled, each image predicted once."""
+    return source_reports(model, score_images(model, images))
 
 
 def gate_report(model: PneumoniaModel, paths: list[str]) -> dict:

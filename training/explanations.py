@@ -33,12 +33,14 @@ from cxr_pneumonia.explanation_quality import (
 )
 from cxr_pneumonia.lab import faithfulness
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
+from cxr_pneumonia.sources import SOURCES
 from training.data import LabelledImages, subset, test_images
 from training.localization import localization_report
 from training.metrics_file import store_in_metrics
 
-SOURCES = ("rsna_pneumonia", "chest_xray")  # the boxed source first: the card's table starts with it
-BOXED_SOURCE = "rsna_pneumonia"
+# The sources sampled, the one with boxes first: the card's table starts with it.
+SAMPLED_SOURCES = sorted(SOURCES, key=lambda name: not SOURCES[name].has_boxes)
+BOXED_SOURCE = SAMPLED_SOURCES[0]
 DEFAULT_LIMIT = 50
 BASELINE = f"the model input blurred with a Gaussian of sigma 1/{1 / BASELINE_BLUR_FRACTION:.0f} of its side"
 
@@ -114,7 +116,7 @@ def explanations_report(model_dir: Path, data_root: Path, limit: int, seed: int,
                          "baseline": BASELINE},
         "splits": {source: sample_report(model, explainer, cascade, check_depth,
                                          seeded_sample(test_images(data_root / source), limit, seed), methods)
-                   for source in SOURCES},
+                   for source in SAMPLED_SOURCES},
     }
 
 

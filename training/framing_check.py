@@ -40,13 +40,19 @@ def probabilities_after_crop(model: PneumoniaModel, grays: list[np.ndarray], fra
     return predict_grays(model, [cropped_vertically(gray, fraction) for gray in grays])
 
 
-def framing_report(model: PneumoniaModel, images: LabelledImages, crops: tuple[float, ...]) -> list[dict]:
-    """Per crop: the share of normals called pneumonia and of pneumonias caught, at the model's threshold."""
+def framing_report(model: PneumoniaModel, images: LabelledImages, crops: tuple[float, ...],
+                   uncropped: np.ndarray | None = None) -> list[dict]:
+    """Per crop: the share of normals called pneumonia and of pneumonias caught, at the model's threshold.
+    `uncropped`: the images' calibrated probabilities as they are, in order, when already predicted (crop 0)."""
     grays = [read_image_file(path) for path in images.paths]
     normal, pneumonia = images.labels == 0, images.labels == 1
     rows = []
     for fraction in crops:
-        called = probabilities_after_crop(model, grays, fraction) >= model.config.threshold
+        if fraction == 0.0 and uncropped is not None:
+            probabilities = uncropped
+        else:
+            probabilities = probabilities_after_crop(model, grays, fraction)
+        called = probabilities >= model.config.threshold
         rows.append({
             "crop_top_and_bottom": fraction,
             "normal_called_pneumonia": float(called[normal].mean()) if normal.any() else None,

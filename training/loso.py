@@ -24,7 +24,7 @@ from training.data import validation_images
 from training.evaluate import evaluate_images
 from training.report import calibrate_run
 from training.robustness import run_suite, worst_cases
-from training.train import RUN_FILENAME
+from training.run_files import RUN_FILENAME
 
 SUITE_SEVERITY = 2
 

@@ -21,16 +21,10 @@ import numpy as np
 from cxr_pneumonia.config import DATA_ROOT, EXAMPLES_MANIFEST, LABELS
 from cxr_pneumonia.examples import read_boxes
 from cxr_pneumonia.model import load_model_dir
+from cxr_pneumonia.sources import SOURCES, DataSource
 from training.data import test_images
 from training.evaluate import predict_paths
 
-# Each source: who is in it, and the provenance every one of its rows carries.
-SOURCES = {
-    "chest_xray": ("child", "Kermany et al. 2018, doi:10.17632/rscbjbr9sj.2, official test split, CC BY 4.0"),
-    "rsna_pneumonia": ("adult", "RSNA Pneumonia Detection Challenge 2018, NIH Clinical Center images, held-out test "
-                                "split; research use; cite Shih et al. 2019 (Radiology: AI) and Wang et al. 2017 "
-                                "(ChestX-ray8)"),
-}
 NOTES = {
     "typical": "typical: the model is right and confident",
     "borderline": "borderline: close to the decision threshold",
@@ -66,17 +60,16 @@ def pick(probabilities: np.ndarray, labels: np.ndarray, threshold: float, seed: 
     return chosen
 
 
-def source_rows(model, data_root: Path, source: str, seed: int) -> list[list[str]]:
+def source_rows(model, data_root: Path, source: DataSource, seed: int) -> list[list[str]]:
     """The manifest rows of one source's test split."""
-    population, provenance = SOURCES[source]
-    data_dir = data_root / source
+    data_dir = data_root / source.name
     images = test_images(data_dir)
     boxes = read_boxes(data_dir)
     eligible = np.array([label == 0 or not boxes or Path(path).name in boxes
                          for path, label in zip(images.paths, images.labels, strict=True)])
     probabilities = predict_paths(model, images.paths)
-    return [[Path(images.paths[index]).relative_to(data_root).as_posix(), population, LABELS[images.labels[index]],
-             NOTES[kind], provenance]
+    return [[Path(images.paths[index]).relative_to(data_root).as_posix(), source.population,
+             LABELS[images.labels[index]], NOTES[kind], source.provenance]
             for index, kind in pick(probabilities, images.labels, model.config.threshold, seed, eligible)]
 
 
@@ -88,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=EXAMPLES_MANIFEST)
     args = parser.parse_args(argv)
     model = load_model_dir(args.model)
-    rows = [row for source in SOURCES for row in source_rows(model, args.data_root, source, args.seed)]
+    rows = [row for source in SOURCES.values() for row in source_rows(model, args.data_root, source, args.seed)]
     with args.out.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(MANIFEST_COLUMNS)

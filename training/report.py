@@ -59,11 +59,11 @@ from training.data import (
     test_images,
     validation_images,
 )
-from training.evaluate import POOLED, evaluate_sources, format_report, predict_paths
+from training.evaluate import POOLED, ScoredImages, evaluate_sources, format_report, score_images, source_reports
 from training.framing_check import DEFAULT_CROPS, framing_report
 from training.gate import fit_gate
 from training.localization import localization_report
-from training.train import HISTORY_FILENAME, RUN_FILENAME
+from training.run_files import HISTORY_FILENAME, RUN_FILENAME
 
 LOCALIZATION_METHODS = ["Grad-CAM", "Grad-CAM++", "Layer-CAM"]
 
@@ -135,12 +135,14 @@ def trained_sources_validation(out: Path, run: dict) -> LabelledImages:
     return subset(validation, np.array(validation.sources) != held_out) if held_out else validation
 
 
-def validation_checks(model: PneumoniaModel, run: dict, validation: LabelledImages) -> dict:
-    """What is measured on validation besides the reports: the run, the framing and contrast checks."""
+def validation_checks(model: PneumoniaModel, run: dict, validation: ScoredImages) -> dict:
+    """What is measured on validation besides the reports: the run, the framing and contrast checks (their
+    unchanged images' probabilities are the scores already predicted)."""
+    first = validation.of_source(validation.images.source_names[0])
     return {
-        "training": {**run, "n_validation_patients": len({patient_id(p) for p in validation.paths})},
-        "framing_check": framing_report(model, validation.of_source(validation.source_names[0]), DEFAULT_CROPS),
-        "contrast_check": contrast_report(model, validation),
+        "training": {**run, "n_validation_patients": len({patient_id(p) for p in validation.images.paths})},
+        "framing_check": framing_report(model, first.images, DEFAULT_CROPS, uncropped=first.probabilities),
+        "contrast_check": contrast_report(model, validation.images, before=validation.probabilities),
     }
 
 
@@ -166,7 +168,8 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None,
     model = load_model_dir(out)
 
     tests = concatenate([test_images(d) for d in data_dirs])
-    metrics = measure(model, validation, tests) | validation_checks(model, run, validation)
+    scored_validation, scored_tests = score_images(model, validation), score_images(model, tests)
+    metrics = measure(model, scored_validation, scored_tests) | validation_checks(model, run, scored_validation)
     with_boxes = sources_with_boxes(data_dirs)
     if with_boxes:
         metrics["localization"] = localization_report(model, with_boxes[0], test_images(with_boxes[0]), "test",
@@ -176,7 +179,7 @@ def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None,
         if what_changed:
             metrics["previous_version"]["what_changed"] = what_changed
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
-    write_plots(out, model, validation, tests, metrics)
+    write_plots(out, model, scored_validation, scored_tests, metrics)
     write_card(out)
     for name, report in metrics["test_by_source"].items():
         print(f"test split of {name}\n" + format_report(report))
@@ -188,7 +191,8 @@ def validation_only_report(out: Path, data_dirs: list[Path]) -> dict:
     config.json (without a gate) and a metrics.json of validation entries, localisation on validation."""
     run, validation = calibrate_run(out, data_dirs)
     model = load_model_dir(out)
-    metrics = validation_measures(model, validation) | validation_checks(model, run, validation)
+    scored_validation = score_images(model, validation)
+    metrics = validation_measures(model, scored_validation) | validation_checks(model, run, scored_validation)
     with_boxes = sources_with_boxes(data_dirs)
     if with_boxes:
         metrics["localization"] = localization_report(
@@ -204,16 +208,17 @@ def refresh_measures(out: Path, data_dirs: list[Path]) -> dict:
     the input gate was refitted (`python -m training.gate`), its refusals change and nothing else."""
     model = load_model_dir(out)
     metrics = json.loads((out / METRICS_FILENAME).read_text())
-    metrics |= measure(model, validation_images(out), concatenate([test_images(d) for d in data_dirs]))
+    tests = concatenate([test_images(d) for d in data_dirs])
+    metrics |= measure(model, score_images(model, validation_images(out)), score_images(model, tests))
     (out / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2))
     write_card(out)
     return metrics
 
 
-def measure(model: PneumoniaModel, validation: LabelledImages, tests: LabelledImages) -> dict:
+def measure(model: PneumoniaModel, validation: ScoredImages, tests: ScoredImages) -> dict:
     """Validation and test reports, per source and pooled; `test` is the first source's."""
-    test_reports = evaluate_sources(model, tests)
-    first = tests.source_names[0]
+    test_reports = source_reports(model, tests)
+    first = tests.images.source_names[0]
     return validation_measures(model, validation) | {
         "test": test_reports[first],
         "test_by_source": {k: v for k, v in test_reports.items() if k != POOLED},
@@ -221,11 +226,11 @@ def measure(model: PneumoniaModel, validation: LabelledImages, tests: LabelledIm
     }
 
 
-def validation_measures(model: PneumoniaModel, validation: LabelledImages) -> dict:
+def validation_measures(model: PneumoniaModel, validation: ScoredImages) -> dict:
     """The validation report, pooled over sources (or the only source's), and per source."""
-    reports = evaluate_sources(model, validation)
+    reports = source_reports(model, validation)
     return {
-        "validation": reports.get(POOLED, reports[validation.source_names[0]]),
+        "validation": reports.get(POOLED, reports[validation.images.source_names[0]]),
         "validation_by_source": {k: v for k, v in reports.items() if k != POOLED},
     }
 
@@ -241,18 +246,18 @@ def previous_version_metrics(previous: Path, tests: LabelledImages, with_boxes: 
     return result
 
 
-def write_plots(out: Path, model: PneumoniaModel, validation: LabelledImages, tests: LabelledImages,
+def write_plots(out: Path, model: PneumoniaModel, validation: ScoredImages, tests: ScoredImages,
                 metrics: dict) -> None:
     """Training curves, ROC per source, the headline test's confusion matrix and reliability per source."""
     plots.plot_training_curves(out / HISTORY_FILENAME, out / "training_curves.png")
-    curves = {f"validation {name}": (validation.of_source(name).labels,
-                                     predict_paths(model, validation.of_source(name).paths))
-              for name in validation.source_names}
-    curves |= {f"test {name}": (tests.of_source(name).labels, predict_paths(model, tests.of_source(name).paths))
-               for name in tests.source_names}
+    curves = {}
+    for split, scored in (("validation", validation), ("test", tests)):
+        for name in scored.images.source_names:
+            of_source = scored.of_source(name)
+            curves[f"{split} {name}"] = (of_source.images.labels, of_source.probabilities)
     plots.plot_roc(curves, out / "roc.png")
     plots.plot_confusion_matrix(metrics["test"]["confusion_matrix"]["rows_true_cols_predicted"],
-                                f"test ({tests.source_names[0]}), threshold {model.config.threshold:.2f}",
+                                f"test ({tests.images.source_names[0]}), threshold {model.config.threshold:.2f}",
                                 out / "confusion_matrix.png")
     plots.plot_reliability({name: values for name, values in curves.items() if name.startswith("test")},
                            "test (calibrated)", out / "reliability.png")

@@ -30,7 +30,6 @@ from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, NORMALIZATIONS
 from training import data
 from training.augment import PRESETS, RAW_ACQUISITION_PRESETS, build_augmenter, build_augmenters
 from training.box_supervision import box_supervised_loss, box_supervised_model, cell_size
-from training.data import SPLIT_FILENAME
 from training.distributed import (
     AutoShardPolicy,
     any_worker,
@@ -39,9 +38,7 @@ from training.distributed import (
     with_auto_shard,
     worker_output_dir,
 )
-
-HISTORY_FILENAME = "history.csv"
-RUN_FILENAME = "run.json"
+from training.run_files import HISTORY_FILENAME, RUN_FILENAME, SPLIT_FILENAME
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
