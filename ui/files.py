@@ -93,6 +93,21 @@ def remove_files(paths: Iterable[str | Path]) -> None:
 
 def remove_later(paths: Iterable[str | Path], seconds: float) -> None:
     """Remove the files after `seconds`: long enough for the browser to fetch them, then gone from disk."""
-    timer = threading.Timer(seconds, remove_files, [list(paths)])
+    timer = threading.Timer(seconds, remove_unchanged, [{Path(path): identity(path) for path in paths}])
     timer.daemon = True
     timer.start()
+
+
+def remove_unchanged(identities: dict[Path, tuple[int, int] | None]) -> None:
+    """Remove each file still the one seen when its removal was planned. Gradio names an upload by its content,
+    so the same file uploaded again lands on the same path, and its analysis must still find it."""
+    remove_files([path for path, seen in identities.items() if seen is None or identity(path) == seen])
+
+
+def identity(path: str | Path) -> tuple[int, int] | None:
+    """The file's inode and modification time (a new upload replaces the file, never rewrites it), or None."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
