@@ -32,7 +32,7 @@ MESSAGES: dict[str, str] = {
     "prevalence": "Pneumonia prevalence where the X-ray is read (%)",
     "prevalence_info": "50 % by default; for instance 5 % in screening, 30 % in an emergency department.",
     "result_tab": "Result",
-    "lab_tab": "Explanation lab (compare methods)",
+    "lab_tab": "Explanation lab",
     "heatmap": "Original and heatmap (drag the slider)",
     "probabilities": "Probabilities",
     "details": "Details: scores and threshold",

@@ -34,7 +34,7 @@ MESSAGES: dict[str, str] = {
     "prevalence": "Prévalence de la pneumonie là où la radiographie est lue (probabilité pré-test, %)",
     "prevalence_info": "50 % par défaut ; par exemple 5 % en dépistage, 30 % aux urgences.",
     "result_tab": "Résultat",
-    "lab_tab": "Laboratoire d'explications (comparer les méthodes)",
+    "lab_tab": "Explications",
     "heatmap": "Original et carte de chaleur (faites glisser le curseur)",
     "probabilities": "Probabilités",
     "details": "Détails : scores et seuil",
