@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ MINI_TEST = {
     "PNEUMONIA": ["person100_bacteria_475", "person100_bacteria_477", "person100_bacteria_478",
                   "person101_bacteria_483"],
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hub_settings_of_a_clean_shell() -> Iterator[None]:
+    """The tests run as from a clean shell, whatever the maintainer's HF_HUB_OFFLINE, HF_ENDPOINT and HF_TOKEN
+    say: a test that needs one sets it itself (the Hub stand-in's tests need the client online)."""
+    from huggingface_hub import constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN"):
+            patch.delenv(name, raising=False)
+        patch.setattr(constants, "HF_HUB_OFFLINE", False)  # huggingface_hub read the shell's value on import
+        yield
 
 
 @pytest.fixture(scope="session")
