@@ -101,16 +101,13 @@ def tiny_model_dir(mini_data_dir: Path, mini_rsna_dir: Path, tmp_path_factory: p
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch):
-    """A Hub-compatible HTTP server on 127.0.0.1, fresh for each test, with a fresh Hub HTTP client; online
-    whatever the shell's HF_HUB_OFFLINE, HF_ENDPOINT and HF_TOKEN say (the tests pass the endpoint themselves)."""
-    from huggingface_hub import close_session, constants
+def hub():
+    """A Hub-compatible HTTP server on 127.0.0.1, fresh for each test, with a fresh Hub HTTP client; online, as
+    hub_settings_of_a_clean_shell leaves every test (the tests pass the endpoint themselves)."""
+    from huggingface_hub import close_session
 
     from tests.hub_server import HubServer
 
-    for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # huggingface_hub read the shell's value on import
     close_session()  # downloads abandoned by an earlier test must not share connections with this one
     with HubServer() as server:
         yield server

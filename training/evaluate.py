@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -43,12 +44,19 @@ from training.data import (
 BATCH_SIZE = EVALUATION_BATCH_SIZE  # as the app's evaluation batches, so that both compute the same numbers
 ALL_FOLDERS = "all"
 POOLED = "pooled"
+T = TypeVar("T")
+
+
+def chunks(items: list[T]) -> Iterator[list[T]]:
+    """The items in runs of BATCH_SIZE, in order."""
+    for start in range(0, len(items), BATCH_SIZE):
+        yield items[start : start + BATCH_SIZE]
 
 
 def input_batches(model: PneumoniaModel, paths: list[str]) -> Iterator[np.ndarray]:
     """Batches of model inputs for image files, read and preprocessed as the app does."""
-    for start in range(0, len(paths), BATCH_SIZE):
-        yield np.stack([model.preprocess_file(p) for p in paths[start : start + BATCH_SIZE]])
+    for chunk in chunks(paths):
+        yield np.stack([model.preprocess_file(p) for p in chunk])
 
 
 def predict_paths(model: PneumoniaModel, paths: list[str]) -> np.ndarray:
@@ -58,9 +66,8 @@ def predict_paths(model: PneumoniaModel, paths: list[str]) -> np.ndarray:
 
 def predict_grays(model: PneumoniaModel, grays: list[np.ndarray]) -> np.ndarray:
     """Calibrated pneumonia probabilities for decoded grayscale images, in batches of BATCH_SIZE."""
-    inputs = [model.preprocess(gray) for gray in grays]
-    return np.concatenate([np.zeros(0), *(model.probabilities(np.stack(inputs[start : start + BATCH_SIZE]))
-                                          for start in range(0, len(inputs), BATCH_SIZE))])
+    return np.concatenate([np.zeros(0), *(model.probabilities(np.stack([model.preprocess(gray) for gray in chunk]))
+                                          for chunk in chunks(grays))])
 
 
 def predict_and_gate_paths(model: PneumoniaModel, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -76,8 +83,8 @@ def predict_and_gate_paths(model: PneumoniaModel, paths: list[str]) -> tuple[np.
 def evaluate_images(model: PneumoniaModel, images: LabelledImages) -> tuple[dict, np.ndarray]:
     """The metric report at the model's threshold over all images, with the share the gate refused,
     and the per-image probabilities."""
-    probabilities, refused = predict_and_gate_paths(model, images.paths)
-    return labelled_report(model, images.labels, probabilities, refused), probabilities
+    scored = ScoredImages(images, *predict_and_gate_paths(model, images.paths))
+    return scored.report(model), scored.probabilities
 
 
 def evaluation_images(data_dir: Path, split: str = "test") -> LabelledImages:
