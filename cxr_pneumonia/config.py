@@ -12,6 +12,19 @@ DEFAULT_PREVALENCE = 0.5
 DEFAULT_IMAGE_SIZE = 128
 MAX_IMAGE_SIZE = 224
 
+# The canonical input (cxr_pneumonia.preprocessing). The exposed field is decided on a copy this size; a line is a
+# flat border when its spread is under this share of the central field's; a side loses nothing under the minimum
+# share and at most the maximum.
+FIELD_WORKING_SIZE = 128
+FIELD_FLATNESS = 0.06
+FIELD_MAX_CROP = 0.4
+FIELD_MIN_CROP = 0.03
+# Energy bands: the working size (the RSNA copies' own), the bands' Gaussian sigmas in its pixels, and the limits of
+# the gain a band may get.
+BAND_WORKING_SIZE = 256
+BAND_SIGMAS = (1, 2, 4, 8, 16)
+BAND_GAIN_LIMITS = (0.5, 2.0)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL_DIR = REPO_ROOT / "model"
 # The shared data sets beside the repository; example paths in the manifest are relative to it.

@@ -22,6 +22,7 @@ from tf_keras_vis.utils import normalize
 from cxr_pneumonia.explanation_quality import Box, randomised_copy, top_groups
 from cxr_pneumonia.gate import GateResult
 from cxr_pneumonia.model import PneumoniaModel, Prediction
+from cxr_pneumonia.preprocessing import Field, resize
 
 # Score-CAM is left out: with a single sigmoid/logit output it is broken in tf-keras-vis 0.8.7
 # (its issues #78 and #103). SmoothGrad is tf-keras-vis's Saliency averaged over noisy copies.
@@ -260,6 +261,20 @@ def overlay_heatmap(
     base = Image.fromarray(to_uint8(gray), mode="L").convert("RGB")
     # PIL blends 8-bit images in C, 3-4x faster than float arrays here; three roundings cost at most 1.5 levels.
     return np.asarray(Image.blend(base, colours.convert("RGB"), opacity))
+
+
+def heatmap_on_image(heatmap: np.ndarray, field: Field, image_shape: tuple[int, ...],
+                     shown_shape: tuple[int, ...]) -> np.ndarray:
+    """A map over the field the model read, placed where that field lies in a shown copy of the image (zero
+    elsewhere): the canonical input reads the image without its flat borders."""
+    if field == Field(0, image_shape[0], 0, image_shape[1]):
+        return heatmap
+    scale_y, scale_x = shown_shape[0] / image_shape[0], shown_shape[1] / image_shape[1]
+    top, bottom = round(field.top * scale_y), max(round(field.bottom * scale_y), round(field.top * scale_y) + 1)
+    left, right = round(field.left * scale_x), max(round(field.right * scale_x), round(field.left * scale_x) + 1)
+    placed = np.zeros(shown_shape[:2], dtype=np.float32)
+    placed[top:bottom, left:right] = resize(heatmap, bottom - top, right - left)
+    return placed
 
 
 def draw_boxes(rgb: np.ndarray, boxes: Iterable[Box], image_width: int, image_height: int) -> np.ndarray:

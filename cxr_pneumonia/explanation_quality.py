@@ -64,6 +64,11 @@ def box_mask(boxes: Iterable[Box], image_width: int, image_height: int, map_widt
     return mask
 
 
+def boxes_in_field(boxes: Iterable[Box], top: int, left: int) -> list[Box]:
+    """Boxes moved into the pixels of a field whose top-left corner lies at (left, top) in the image."""
+    return [Box(box.x - left, box.y - top, box.width, box.height) for box in boxes]
+
+
 def pointing_game_hit(saliency: np.ndarray, mask: np.ndarray) -> bool:
     """True when the map's peak (the first maximum in row-major order) lies inside the mask."""
     return bool(mask.flat[int(np.argmax(saliency))])

@@ -21,7 +21,13 @@ from cxr_pneumonia.config import (
 )
 from cxr_pneumonia.folding import fold_batch_norms
 from cxr_pneumonia.gate import InputGate, load_gate
-from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, load_model_input, to_model_input
+from cxr_pneumonia.preprocessing import (
+    DEFAULT_NORMALIZATION,
+    Field,
+    Normalization,
+    load_model_input,
+    prepare_input,
+)
 
 
 @dataclass(frozen=True)
@@ -35,10 +41,16 @@ class ModelConfig:
     labels: tuple[str, ...] = LABELS
     gradcam_layer: str = "last_conv"
     normalization: str = DEFAULT_NORMALIZATION
+    band_energies: tuple[float, ...] = ()
     gate: dict[str, Any] | None = None
     calibrated_prevalence: float | None = None
     uncertain_band: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preprocessing(self) -> Normalization:
+        """The normalisation with the facts it needs (the canonical input's band energies)."""
+        return Normalization(self.normalization, self.band_energies)
 
     @property
     def gate_layers(self) -> tuple[str, ...]:
@@ -49,7 +61,7 @@ class ModelConfig:
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
         """Read the keys we use from a config.json mapping and keep the rest in `extra`."""
         known = {"image_size", "threshold", "temperature", "logit_offset", "labels", "gradcam_layer", "normalization",
-                 "gate", "calibrated_prevalence", "uncertain_band"}
+                 "band_energies", "gate", "calibrated_prevalence", "uncertain_band"}
         labels = tuple(data.get("labels", LABELS))
         if labels != LABELS:
             raise ValueError(f"model labels {labels} differ from the app's {LABELS}")
@@ -61,6 +73,7 @@ class ModelConfig:
             labels=labels,
             gradcam_layer=str(data.get("gradcam_layer", "last_conv")),
             normalization=str(data.get("normalization", DEFAULT_NORMALIZATION)),
+            band_energies=tuple(float(value) for value in data.get("band_energies", ())),
             gate=data.get("gate"),
             calibrated_prevalence=_optional_float(data.get("calibrated_prevalence")),
             uncertain_band=_band(data.get("uncertain_band")),
@@ -153,11 +166,15 @@ class PneumoniaModel:
 
     def preprocess(self, gray: np.ndarray) -> np.ndarray:
         """A decoded grayscale image as the (size, size, 1) model input."""
-        return to_model_input(gray, self.config.image_size, self.config.normalization)
+        return self.prepare(gray)[0]
+
+    def prepare(self, gray: np.ndarray) -> tuple[np.ndarray, Field]:
+        """The model input of a decoded grayscale image and the field of the image it reads."""
+        return prepare_input(gray, self.config.image_size, self.config.preprocessing)
 
     def preprocess_file(self, path: str | Path) -> np.ndarray:
         """An image file read and preprocessed as the model input."""
-        return load_model_input(path, self.config.image_size, self.config.normalization)
+        return load_model_input(path, self.config.image_size, self.config.preprocessing)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw pneumonia logits for a batch of preprocessed images."""

@@ -20,10 +20,17 @@ from cxr_pneumonia.explain import (
     TimedMap,
     display_image,
     draw_boxes,
+    heatmap_on_image,
     overlay_heatmap,
     to_uint8,
 )
-from cxr_pneumonia.explanation_quality import Box, PerturbationCurves, box_mask, localization_scores
+from cxr_pneumonia.explanation_quality import (
+    Box,
+    PerturbationCurves,
+    box_mask,
+    boxes_in_field,
+    localization_scores,
+)
 from cxr_pneumonia.gate import GateResult
 from cxr_pneumonia.hub import (
     HUB_ERRORS,
@@ -37,6 +44,7 @@ from cxr_pneumonia.hub import (
 from cxr_pneumonia.imaging import decode_image_with_timeout, read_file_bytes
 from cxr_pneumonia.lab import RandomisationCheck, faithfulness, randomisation_checks
 from cxr_pneumonia.model import PneumoniaModel, Prediction, load_model_dir
+from cxr_pneumonia.preprocessing import Field
 
 METRIC_KEYS = ("n", "accuracy", "auc", "sensitivity", "specificity")
 
@@ -232,6 +240,16 @@ class Prepared:
     model_input: np.ndarray
     boxes: tuple[Box, ...]
     loaded: LoadedModel
+    field: Field
+
+    def heatmap_shown(self, heatmap: np.ndarray) -> np.ndarray:
+        """A map of the model input placed over the shown image."""
+        return heatmap_on_image(heatmap, self.field, self.gray.shape, self.shown.shape)
+
+    def box_scores(self, heatmap: np.ndarray) -> dict[str, float | bool | None]:
+        """box_scores of a map of the model input, the boxes moved into the field it reads."""
+        boxes = tuple(boxes_in_field(self.boxes, self.field.top, self.field.left))
+        return box_scores(heatmap, boxes, (self.field.height, self.field.width))
 
 
 class PneumoniaService:
@@ -349,8 +367,9 @@ class PneumoniaService:
         shown = prepared.shown
         return LabChecks(
             label=label,
-            trained_overlays={method: overlay_heatmap(shown, heatmap, opacity) for method, heatmap in trained.items()},
-            randomised_overlays={method: overlay_heatmap(shown, check.randomised, opacity)
+            trained_overlays={method: overlay_heatmap(shown, prepared.heatmap_shown(heatmap), opacity)
+                              for method, heatmap in trained.items()},
+            randomised_overlays={method: overlay_heatmap(shown, prepared.heatmap_shown(check.randomised), opacity)
                                  for method, check in checks.items()},
             randomisation=checks,
             curves=faithfulness(model, prepared.model_input, label, trained),
@@ -381,7 +400,7 @@ class PneumoniaService:
         heatmap = prepared.loaded.explainer.heatmap(prepared.model_input, analysis.prediction.label, method)
         return replace(analysis, method=method, heatmap=heatmap,
                        overlay=self._overlay(prepared, heatmap, opacity, show_boxes),
-                       box_scores=box_scores(heatmap, prepared.boxes, prepared.gray.shape))
+                       box_scores=prepared.box_scores(heatmap))
 
     def reblend(self, prepared: Prepared, analysis: Analysis, opacity: float, show_boxes: bool) -> Analysis:
         """The analysis with its cached map blended again over the image: no model runs."""
@@ -404,7 +423,8 @@ class PneumoniaService:
 
     def _prepare(self, gray: np.ndarray, boxes: tuple[Box, ...], revision: str | None) -> Prepared:
         loaded = self.model(revision)
-        return Prepared(gray, display_image(gray), loaded.model.preprocess(gray), boxes, loaded)
+        model_input, field = loaded.model.prepare(gray)
+        return Prepared(gray, display_image(gray), model_input, boxes, loaded, field)
 
     def _analyze(self, prepared: Prepared, method: str, opacity: float, show_boxes: bool) -> Analysis:
         loaded = prepared.loaded
@@ -421,7 +441,7 @@ class PneumoniaService:
             method=method,
             model_info=loaded.info(),
             boxes=prepared.boxes,
-            box_scores=box_scores(heatmap, prepared.boxes, prepared.gray.shape),
+            box_scores=prepared.box_scores(heatmap),
         )
 
     def _compare(self, prepared: Prepared, opacity: float, show_boxes: bool) -> Comparison:
@@ -431,12 +451,12 @@ class PneumoniaService:
         maps = prepared.loaded.explainer.compare(prepared.model_input, analysis.prediction.label)
         return Comparison(analysis, {
             method: MethodView(timed, self._overlay(prepared, timed.heatmap, opacity, show_boxes),
-                               box_scores(timed.heatmap, prepared.boxes, prepared.gray.shape))
+                               prepared.box_scores(timed.heatmap))
             for method, timed in maps.items()})
 
     @staticmethod
     def _overlay(prepared: Prepared, heatmap: np.ndarray, opacity: float, show_boxes: bool) -> np.ndarray:
-        overlay = overlay_heatmap(prepared.shown, heatmap, opacity)
+        overlay = overlay_heatmap(prepared.shown, prepared.heatmap_shown(heatmap), opacity)
         if show_boxes and prepared.boxes:
             return draw_boxes(overlay, prepared.boxes, prepared.gray.shape[1], prepared.gray.shape[0])
         return overlay

@@ -17,9 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_pneumonia.config import LABELS
-from cxr_pneumonia.explanation_quality import Box, box_mask
+from cxr_pneumonia.explanation_quality import Box, box_mask, boxes_in_field
 from cxr_pneumonia.imaging import read_image_file
-from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, load_model_input, to_model_input
+from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, Normalization, load_model_input, prepare_input
 from training.acquisition_pool import acquisition_pool
 from training.run_files import SPLIT_FILENAME
 
@@ -181,7 +181,7 @@ def file_digest(path: str | Path) -> str:
 
 
 def image_dataset(images: LabelledImages, image_size: int,
-                  normalization: str = DEFAULT_NORMALIZATION) -> tf.data.Dataset:
+                  normalization: str | Normalization = DEFAULT_NORMALIZATION) -> tf.data.Dataset:
     """Decoded, preprocessed (image, label) pairs, decoded in parallel, in file order."""
 
     def load(path: tf.Tensor) -> tf.Tensor:
@@ -196,7 +196,7 @@ def image_dataset(images: LabelledImages, image_size: int,
     return tf.data.Dataset.zip((decoded, labels))
 
 
-def boxed_image_dataset(images: LabelledImages, image_size: int, normalization: str,
+def boxed_image_dataset(images: LabelledImages, image_size: int, normalization: str | Normalization,
                         boxes: dict[str, list[Box]]) -> tf.data.Dataset:
     """(image and box mask stacked as 2 channels, label, box weight): the mask is the union of the image's boxes
     at the input size; its weight is 1 where the mask is known (a box-annotated pneumonia, or a normal, whose mask
@@ -205,8 +205,10 @@ def boxed_image_dataset(images: LabelledImages, image_size: int, normalization: 
     def load(path: bytes, label: np.float32) -> tuple[np.ndarray, np.float32]:
         gray = read_image_file(path.decode())
         image_boxes = boxes.get(Path(path.decode()).name, [])
-        mask = box_mask(image_boxes, gray.shape[1], gray.shape[0], image_size, image_size).astype(np.float32)
-        stacked = np.concatenate([to_model_input(gray, image_size, normalization), mask[..., np.newaxis]], axis=-1)
+        model_input, field = prepare_input(gray, image_size, normalization)
+        mask = box_mask(boxes_in_field(image_boxes, field.top, field.left), field.width, field.height, image_size,
+                        image_size).astype(np.float32)
+        stacked = np.concatenate([model_input, mask[..., np.newaxis]], axis=-1)
         return stacked, np.float32(bool(image_boxes) or label == 0)
 
     def load_tensor(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -254,8 +256,8 @@ def box_targets(augment_geometry, augment_grey_levels, cell_size: int):
     return to_targets
 
 
-def acquisition_pools(images: LabelledImages, image_size: int, normalization: str, boxes: dict[str, list[Box]],
-                      seed: int) -> dict[str, np.ndarray]:
+def acquisition_pools(images: LabelledImages, image_size: int, normalization: str | Normalization,
+                      boxes: dict[str, list[Box]], seed: int) -> dict[str, np.ndarray]:
     """The changed copies of every training image, made (or read from the cache) one source at a time, so that runs
     training on the same source share them."""
     pools: dict[str, np.ndarray] = {}
@@ -286,7 +288,7 @@ def training_dataset(
     batch_size: int,
     augmenter: tf.keras.layers.Layer | None,
     seed: int,
-    normalization: str = DEFAULT_NORMALIZATION,
+    normalization: str | Normalization = DEFAULT_NORMALIZATION,
     acquisition: bool = False,
 ) -> tf.data.Dataset:
     """Endless augmented batches in which every (source, class) group is drawn equally often, so neither a
@@ -306,7 +308,8 @@ def training_dataset(
 
 
 def box_supervised_dataset(images: LabelledImages, image_size: int, batch_size: int, augmenters: tuple,
-                           seed: int, normalization: str, boxes: dict[str, list[Box]], cell_size: int,
+                           seed: int, normalization: str | Normalization, boxes: dict[str, list[Box]],
+                           cell_size: int,
                            acquisition: bool = False) -> tf.data.Dataset:
     """training_dataset's balanced, augmented batches with each image's cell targets from its boxes (box_targets);
     with `acquisition`, each image first gets a random change of acquisition at its own size (acquisition_inputs)."""
@@ -327,6 +330,6 @@ def balanced_stream(images: LabelledImages, seed: int, decode) -> tf.data.Datase
 
 
 def evaluation_dataset(images: LabelledImages, image_size: int, batch_size: int,
-                       normalization: str = DEFAULT_NORMALIZATION) -> tf.data.Dataset:
+                       normalization: str | Normalization = DEFAULT_NORMALIZATION) -> tf.data.Dataset:
     """Cached, ordered, prefetched batches for validation."""
     return image_dataset(images, image_size, normalization).cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -260,7 +260,7 @@ def fit_gate(model_dir: Path, data_dirs: list[Path], negatives_dir: Path | None 
     check_sources(model_dir, data_dirs)
     config = json.loads((model_dir / CONFIG_FILENAME).read_text())
     model_config = ModelConfig.from_json(config)
-    image_size, normalization = model_config.image_size, model_config.normalization
+    image_size, normalization = model_config.image_size, model_config.preprocessing
     keras_model = keras.saving.load_model(model_dir / MODEL_FILENAME, compile=False, safe_mode=True)
     feature_layers = feature_layers or default_feature_layers(keras_model)
     # The folded graph the app runs, so the fitted statistics describe exactly the features it computes.
@@ -322,7 +322,7 @@ def fit_gate(model_dir: Path, data_dirs: list[Path], negatives_dir: Path | None 
         "feature_layers": feature_layers,
         "feature_grid": feature_grid,
         "thumbnail_size": THUMBNAIL_SIZE,
-        "normalization": normalization,
+        "normalization": normalization.name,
         "fitted_on": f"{', '.join(fitted.source_names)} training images outside validation; {AUGMENTATION}",
         **block,
         "evidence": rule.to_json(),

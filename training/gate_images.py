@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 from cxr_pneumonia.acquisition import CHANGES, apply_change
 from cxr_pneumonia.gate import FRONTAL_CHEST
 from cxr_pneumonia.imaging import read_image_file
-from cxr_pneumonia.preprocessing import to_model_input
+from cxr_pneumonia.preprocessing import Normalization, to_model_input
 from training.data import IMAGE_SUFFIXES
 
 # The classifier's classes: the frontal chest X-ray it passes, then what it refuses.
@@ -150,8 +150,8 @@ def dead_leaves(rng: np.random.Generator, side: int) -> np.ndarray:
 Change = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
-def read_inputs(paths: list[str], image_size: int, normalization: str, changes: dict[str, Change | None],
-                seed: int) -> dict[str, np.ndarray]:
+def read_inputs(paths: list[str], image_size: int, normalization: str | Normalization,
+                changes: dict[str, Change | None], seed: int) -> dict[str, np.ndarray]:
     """Model inputs of each image under each named change (None: as it is), reading every file once."""
     rng = np.random.default_rng(seed)
     inputs: dict[str, list[np.ndarray]] = {name: [] for name in changes}
@@ -198,7 +198,7 @@ class Negatives:
         return self.inputs[(self.categories == category) & self.original]
 
 
-def folder_negatives(negatives_dir: Path, image_size: int, normalization: str, seed: int) -> Negatives:
+def folder_negatives(negatives_dir: Path, image_size: int, normalization: str | Normalization, seed: int) -> Negatives:
     """The negatives' radiographs, each as it is and in NEGATIVE_COPIES changed copies (see NEGATIVES)."""
     changes: dict[str, Change | None] = {"original": None}
     for copy in range(NEGATIVE_COPIES):
@@ -213,7 +213,8 @@ def folder_negatives(negatives_dir: Path, image_size: int, normalization: str, s
     return merge_negatives(parts)
 
 
-def synthetic_negatives(chest_paths: list[str], image_size: int, normalization: str, seed: int) -> Negatives:
+def synthetic_negatives(chest_paths: list[str], image_size: int, normalization: str | Normalization,
+                        seed: int) -> Negatives:
     """Chest X-rays turned and cut down, and pictures that are not X-rays, as many of each as `chest_paths`."""
     made = read_inputs(chest_paths, image_size, normalization, {"turned_chest": turned, "part_of_chest": part_of}, seed)
     rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ import numpy as np
 
 from cxr_pneumonia.examples import read_boxes
 from cxr_pneumonia.explain import METHODS, Explainer
-from cxr_pneumonia.explanation_quality import box_mask, centre_map, localization_scores
+from cxr_pneumonia.explanation_quality import box_mask, boxes_in_field, centre_map, localization_scores
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.model import PneumoniaModel, load_model_dir
 from training.data import LabelledImages, list_labelled_images, test_images, validation_images
@@ -48,8 +48,9 @@ def localization_report(model: PneumoniaModel, data_dir: Path, images: LabelledI
     seconds = dict.fromkeys(methods, 0.0)
     for path in cases:
         gray = read_image_file(path)
-        mask = box_mask(boxes[Path(path).name], gray.shape[1], gray.shape[0], size, size)
-        model_input = model.preprocess(gray)
+        model_input, field = model.prepare(gray)
+        mask = box_mask(boxes_in_field(boxes[Path(path).name], field.top, field.left), field.width, field.height,
+                        size, size)
         for method, timed in explainer.compare(model_input, "PNEUMONIA", methods).items():
             seconds[method] += timed.seconds
             scores[method].append(localization_scores(timed.heatmap, mask))

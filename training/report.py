@@ -89,6 +89,7 @@ def write_config(out: Path, run: dict, calibration: tuple[float, float], thresho
         "image_size": run["image_size"],
         "normalization": normalization,
         "preprocessing": describe(normalization),
+        **({"band_energies": run["band_energies"]} if run.get("band_energies") else {}),
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,
         "temperature": calibration[0],
@@ -118,7 +119,8 @@ def calibrate_run(out: Path, data_dirs: list[Path]) -> tuple[dict, LabelledImage
     run = json.loads((out / RUN_FILENAME).read_text())
     keras_model = keras.saving.load_model(out / MODEL_FILENAME, compile=False, safe_mode=True)
     normalization = run.get("normalization", DEFAULT_NORMALIZATION)
-    uncalibrated = PneumoniaModel(keras_model, ModelConfig(image_size=run["image_size"], normalization=normalization))
+    uncalibrated = PneumoniaModel(keras_model, ModelConfig(image_size=run["image_size"], normalization=normalization,
+                                                           band_energies=tuple(run.get("band_energies", ()))))
     validation = trained_sources_validation(out, run)
     val_logits = uncalibrated.logits(np.stack([uncalibrated.preprocess_file(p) for p in validation.paths]))
     temperature, offset, threshold = calibrate(val_logits, validation.labels, validation.sources)

@@ -25,8 +25,15 @@ from cxr_pneumonia.config import (
     MODEL_FILENAME,
 )
 from cxr_pneumonia.examples import read_boxes
+from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.metrics import roc_auc
-from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, NORMALIZATIONS
+from cxr_pneumonia.preprocessing import (
+    CANONICAL,
+    DEFAULT_NORMALIZATION,
+    NORMALIZATIONS,
+    Normalization,
+    reference_energies,
+)
 from training import data
 from training.augment import PRESETS, RAW_ACQUISITION_PRESETS, build_augmenter, build_augmenters
 from training.box_supervision import box_supervised_loss, box_supervised_model, cell_size
@@ -39,6 +46,9 @@ from training.distributed import (
     worker_output_dir,
 )
 from training.run_files import HISTORY_FILENAME, RUN_FILENAME, SPLIT_FILENAME
+
+# The canonical input's reference band energies are the mean over this many training images of each source.
+ENERGY_IMAGES_PER_SOURCE = 400
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -166,6 +176,7 @@ def train(args: argparse.Namespace) -> Path:
         if args.holdout_source not in train_images.source_names:
             raise ValueError(f"--holdout-source {args.holdout_source} is not one of {train_images.source_names}")
         train_images = data.subset(train_images, np.array(train_images.sources) != args.holdout_source)
+    normalization = training_normalization(args.normalization, train_images, args.seed)
     (out / SPLIT_FILENAME).write_text(json.dumps({"validation": val_images.paths, "seed": args.seed}, indent=1))
     for name in val_images.source_names:
         print(f"{name}: train {len(train_images.of_source(name))} images, "
@@ -187,9 +198,9 @@ def train(args: argparse.Namespace) -> Path:
         trained.compile(optimizer=keras.optimizers.Adam(args.learning_rate), **compile_arguments)
     classifier.summary()
     cells = cell_size(classifier) if args.box_weight else 0
-    train_ds = training_stream(args, train_images, global_batch_size, stream_seed, cells)
+    train_ds = training_stream(args, train_images, global_batch_size, stream_seed, cells, normalization)
     train_ds = with_auto_shard(train_ds, AutoShardPolicy.OFF)
-    val_ds = data.evaluation_dataset(val_images, args.image_size, global_batch_size, args.normalization)
+    val_ds = data.evaluation_dataset(val_images, args.image_size, global_batch_size, normalization)
     val_ds = with_auto_shard(val_ds, AutoShardPolicy.DATA)
     steps_per_epoch = args.steps_per_epoch or -(-len(train_images) // global_batch_size)
     callbacks = [
@@ -209,6 +220,7 @@ def train(args: argparse.Namespace) -> Path:
         "image_size": args.image_size,
         "augment": args.augment,
         "normalization": args.normalization,
+        "band_energies": list(normalization.band_energies),
         "sources": [str(folder) for folder in args.data],
         "steps_per_epoch": steps_per_epoch,
         "seed": args.seed,
@@ -235,6 +247,22 @@ def train(args: argparse.Namespace) -> Path:
     return out
 
 
+def training_normalization(name: str, images: data.LabelledImages, seed: int) -> Normalization:
+    """The normalisation named `name`; for the canonical input, with the band energies of up to
+    ENERGY_IMAGES_PER_SOURCE training images of each source, the sources weighing the same."""
+    if name != CANONICAL:
+        return Normalization(name)
+    rng = np.random.default_rng(seed)
+    per_source = []
+    for source in images.source_names:
+        paths = images.of_source(source).paths
+        chosen = rng.permutation(len(paths))[:ENERGY_IMAGES_PER_SOURCE]
+        per_source.append(reference_energies([read_image_file(paths[index]) for index in chosen]))
+    energies = tuple(float(value) for value in np.mean(per_source, axis=0))
+    print("band energies (finest first, then the residual): " + ", ".join(f"{value:.4f}" for value in energies))
+    return Normalization(name, energies)
+
+
 def loss_and_metrics(box_weight: float, label_smoothing: float = 0.0) -> dict:
     """compile() arguments: the image loss with AUC and accuracy, or the box-supervised loss alone."""
     if box_weight:
@@ -244,15 +272,15 @@ def loss_and_metrics(box_weight: float, label_smoothing: float = 0.0) -> dict:
 
 
 def training_stream(args: argparse.Namespace, images: data.LabelledImages, batch_size: int, seed: int,
-                    cells: int) -> tf.data.Dataset:
+                    cells: int, normalization: Normalization) -> tf.data.Dataset:
     """Balanced augmented training batches; with --box-weight, with each image's cell targets from its boxes."""
     acquisition = args.augment in RAW_ACQUISITION_PRESETS
     if not args.box_weight:
         return data.training_dataset(images, args.image_size, batch_size, build_augmenter(args.augment, seed), seed,
-                                     args.normalization, acquisition)
+                                     normalization, acquisition)
     boxes = {name: found for folder in args.data for name, found in read_boxes(folder).items()}
     return data.box_supervised_dataset(images, args.image_size, batch_size, build_augmenters(args.augment, seed),
-                                       seed, args.normalization, boxes, cells, acquisition)
+                                       seed, normalization, boxes, cells, acquisition)
 
 
 def main(argv: list[str] | None = None) -> None:
