@@ -20,10 +20,12 @@ FIELD_FLATNESS = 0.06
 FIELD_MAX_CROP = 0.4
 FIELD_MIN_CROP = 0.03
 # Energy bands: the working size (the RSNA copies' own), the bands' Gaussian sigmas in its pixels, and the limits of
-# the gain a band may get.
+# the gain a band may get in one pass.
 BAND_WORKING_SIZE = 256
 BAND_SIGMAS = (1, 2, 4, 8, 16)
 BAND_GAIN_LIMITS = (0.5, 2.0)
+# Passes of split and scaling: overlapping bands leak a gain into their neighbours, so one pass undoes about 90 %.
+BAND_PASSES = 5
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL_DIR = REPO_ROOT / "model"
@@ -63,4 +65,14 @@ RESULT_RETENTION_SECONDS = 30.0
 MAX_ZIP_IMAGES = 2_000
 MAX_ZIP_ENTRY_BYTES = MAX_FILE_BYTES
 MAX_ZIP_TOTAL_BYTES = 500_000_000  # uncompressed, all entries read; also the limit of the zip itself
-EVALUATION_BATCH_SIZE = 32  # images read and analysed per turn on a model thread
+EVALUATION_BATCH_SIZE = 32
+
+# A site profile (cxr_pneumonia.site_profile): the fewest normal X-rays it is fitted on and the number recommended,
+# the pneumonias needed to report a sensitivity and the sensitivity under which the profile warns, the target
+# specificities allowed and the default one.
+MIN_PROFILE_NORMALS = 30
+RECOMMENDED_PROFILE_NORMALS = 100
+MIN_PROFILE_PNEUMONIAS = 10
+PROFILE_SENSITIVITY_WARNING = 0.90
+PROFILE_TARGET_RANGE = (0.5, 0.99)
+DEFAULT_TARGET_SPECIFICITY = 0.90  # images read and analysed per turn on a model thread

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from cxr_pneumonia.config import EVALUATION_BATCH_SIZE, LABELS, POSITIVE_LABEL, UNCERTAIN
+from cxr_pneumonia.gate import InputGate
 from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.labelled_zip import (
     IGNORED_REASONS,
@@ -62,15 +63,19 @@ def on_executor(workers: Executor) -> Submit:
     return workers.submit
 
 
-@functools.cache
 def batch_scorer(model: PneumoniaModel) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
     """A compiled pass giving a batch's pneumonia logits and, with an input gate, the gate's outputs: the network
-    runs once for both (the explainer's Grad-CAM pass does the same for one image)."""
+    runs once for both (the explainer's Grad-CAM pass does the same for one image). One per network, whatever
+    threshold a copy of the model decides at."""
     if not model.gate.present:
         return lambda batch: (model.logits(batch), None)
-    network = model.inference_model
-    extractor = keras.Model(network.inputs, [network.outputs[0], model.gate.outputs(network)])
-    size = model.config.image_size
+    return _compiled_scorer(model.inference_model, model.gate, model.config.image_size)
+
+
+@functools.cache
+def _compiled_scorer(network: keras.Model, gate: InputGate, size: int
+                     ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    extractor = keras.Model(network.inputs, [network.outputs[0], gate.outputs(network)])
     compiled = tf.function(lambda batch: extractor(batch, training=False),
                            input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)]).get_concrete_function()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 import time
@@ -157,6 +158,13 @@ class Explainer:
         self._lock = threading.Lock()
         self._smoothgrad: CompiledSmoothGrad | None = None  # built on first use: the default path never needs it
         self._randomised_top: Explainer | None = None
+
+    def for_model(self, model: PneumoniaModel) -> Explainer:
+        """This explainer serving a copy of its model that decides at another threshold (PneumoniaModel.with_decision):
+        the compiled passes are shared."""
+        clone = copy.copy(self)
+        clone.model = model
+        return clone
 
     def warm_up(self) -> None:
         """Run the compiled pass once on a blank input, so the first request does not pay TensorFlow's

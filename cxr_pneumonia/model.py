@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -142,9 +144,11 @@ class PneumoniaModel:
     """A Keras model plus its config and input gate: preprocessing, calibrated prediction, decision."""
 
     def __init__(self, keras_model: keras.Model, config: ModelConfig, metrics: dict | None = None,
-                 gate: InputGate | None = None, inference_model: keras.Model | None = None):
+                 gate: InputGate | None = None, inference_model: keras.Model | None = None,
+                 weights_sha256: str | None = None):
         self.keras_model = keras_model
         self.config = config
+        self.weights_sha256 = weights_sha256  # of model.keras, which site profiles are fitted for
         self.metrics = metrics or {}
         self.gate = gate or InputGate()
         # Predictions, the input gate and the compiled Grad-CAM run this; tf-keras-vis runs keras_model.
@@ -154,6 +158,12 @@ class PneumoniaModel:
             lambda batch: self.inference_model(batch, training=False),
             input_signature=[tf.TensorSpec((None, size, size, 1), tf.float32)],
         ).get_concrete_function()
+
+    def with_decision(self, threshold: float, uncertain_band: tuple[float, float] | None) -> PneumoniaModel:
+        """The same network deciding at another threshold and band (a site profile's); nothing is recompiled."""
+        clone = copy.copy(self)
+        clone.config = replace(self.config, threshold=threshold, uncertain_band=uncertain_band)
+        return clone
 
     def with_gradcam_layer(self, layer_name: str) -> PneumoniaModel:
         """The same model and gate with Grad-CAM explaining another layer (to compare layers)."""
@@ -224,4 +234,5 @@ def load_model_dir(directory: str | Path) -> PneumoniaModel:
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     inference_model = inference_graph(keras_model, config.gradcam_layer, config.gate_layers)
     gate = load_gate(directory, inference_model, config.gate)
-    return PneumoniaModel(keras_model, config, metrics, gate, inference_model)
+    weights_sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    return PneumoniaModel(keras_model, config, metrics, gate, inference_model, weights_sha256)

@@ -17,6 +17,7 @@ from scipy.ndimage import gaussian_filter, median_filter
 
 from cxr_pneumonia.config import (
     BAND_GAIN_LIMITS,
+    BAND_PASSES,
     BAND_SIGMAS,
     BAND_WORKING_SIZE,
     FIELD_FLATNESS,
@@ -137,8 +138,9 @@ def exposed_field(gray: np.ndarray) -> Field:
 
     Decided on a median-filtered copy of FIELD_WORKING_SIZE px, so that texture (noise, JPEG blocks) cannot move
     it. A line is flat when its 10-90 % spread, and its median's distance from the outermost line's, are under
-    FIELD_FLATNESS of the central field's spread, either in grey levels brought to a central median of 1/2 (so
-    that gamma cannot move it; noisy margins) or in their ranks (which no monotonic map of grey levels changes). At most FIELD_MAX_CROP of a side goes, so it never eats the chest.
+    FIELD_FLATNESS of the central field's spread, in grey levels brought to a central median of 1/2 (so that
+    gamma cannot move it) or in their ranks (see _flat_run). At most FIELD_MAX_CROP of a side goes, so it never
+    eats the chest.
     """
     height, width = gray.shape
     small = median_filter(resize(gray, FIELD_WORKING_SIZE, FIELD_WORKING_SIZE), size=3, mode="nearest")
@@ -177,13 +179,24 @@ def _flat_run(views: list[np.ndarray], tolerances: list[float], limit: int) -> i
         flat = (p90 - p10 < tolerance) & (np.abs(median - median[0]) < tolerance)
         runs.append(limit if flat.all() else int(np.argmin(flat)))
     grey_run, rank_run = runs
-    return max(rank_run, grey_run if grey_run >= FIELD_MIN_CROP * FIELD_WORKING_SIZE else 0)
+    run = max(rank_run, grey_run if grey_run >= FIELD_MIN_CROP * FIELD_WORKING_SIZE else 0)
+    return _halfway_line(views[0], run) if 0 < run < limit else run
+
+
+def _halfway_line(lines: np.ndarray, run: int, reach: int = 2) -> int:
+    """The line near the end of a border run where the lines' mean grey level is halfway between the border's and
+    the field's: a blur spreads an edge both ways but leaves its halfway point."""
+    means = lines.mean(axis=1)
+    border, field = np.median(means[: max(run - reach, 1)]), means[min(run + reach, len(means) - 1)]
+    window = means[max(run - reach, 1) : run + reach + 1]
+    crossed = np.abs(window - border) >= np.abs(field - border) / 2
+    return max(run - reach, 1) + int(np.argmax(crossed)) if crossed.any() else run
 
 
 def band_split(image: np.ndarray) -> list[np.ndarray]:
     """Difference-of-Gaussian bands (finest first, sigma BAND_SIGMAS px) and the coarse residual; they sum back to
     the image exactly."""
-    bands, finer, blurred_by = [], image.astype(np.float64), 0.0
+    bands, finer, blurred_by = [], image.astype(np.float32), 0.0
     for sigma in BAND_SIGMAS:
         coarser = gaussian_filter(finer, np.sqrt(sigma**2 - blurred_by**2), mode="reflect")  # blurs compose
         bands.append(finer - coarser)
@@ -205,11 +218,16 @@ def band_energies(image: np.ndarray) -> np.ndarray:
 def normalize_bands(image: np.ndarray, reference: tuple[float, ...]) -> np.ndarray:
     """Energy-band normalisation (Philipsen, Maduskar, Hogeweg, Melendez, Sanchez and van Ginneken, "Localized
     energy-based normalization of medical images: application to chest radiography", IEEE TMI 34(9), 2015), in its
-    global form: each band scaled so that its energy in the central field is the reference energy."""
-    bands = band_split(image)
-    energies = np.array([central_field(band).std() for band in bands])
-    gains = np.clip(np.asarray(reference) / np.maximum(energies, 1e-9), *BAND_GAIN_LIMITS)
-    return sum(gain * band for gain, band in zip(gains, bands, strict=True)).astype(np.float32)
+    global form: each band scaled so that its energy in the central field is the reference energy. Difference-of-
+    Gaussian bands overlap, so a band's gain leaks into its neighbours: as in the paper, the split and scaling are
+    repeated (BAND_PASSES times), each pass on the last one's result."""
+    normalized = image.astype(np.float32)
+    for _ in range(BAND_PASSES):
+        bands = band_split(normalized)
+        energies = np.array([central_field(band).std() for band in bands])
+        gains = np.clip(np.asarray(reference) / np.maximum(energies, 1e-9), *BAND_GAIN_LIMITS)
+        normalized = sum(gain * band for gain, band in zip(gains, bands, strict=True)).astype(np.float32)
+    return normalized
 
 
 def reference_energies(images: list[np.ndarray]) -> tuple[float, ...]:

@@ -8,12 +8,18 @@
     POST /v1/compare   the same inputs, parameters version and opacity -> the analysis and every method's heatmap
     POST /v1/evaluate  a zip of labelled X-rays (application/zip, or a multipart file; ?version=) -> the metrics on
                        them, as training.evaluate computes them, and one row per image (cxr_pneumonia.evaluation)
+    POST /v1/calibrate the same zip (NORMAL/ required, PNEUMONIA/ optional; parameters site and target_specificity)
+                       -> a site profile: the threshold fitted on the site's normal X-rays (cxr_pneumonia.site_profile)
     GET  /v1/model     where the model came from and its test metrics (?version=v1.0.0 for another version)
 
-Parameters may also be sent in the query string (?top_k=1), the way to pass them with raw bytes. The body's
-kind is sniffed from its bytes, never taken from Content-Type (curl sends images as form data). Errors answer
+Every route but /v1/model takes the parameter site_profile (a profile from /v1/calibrate, as a JSON object) and
+then decides at its threshold; the server keeps no profile. Parameters may also be sent in the query string
+(?top_k=1, site_profile as JSON text), the way to pass them with raw bytes, or as the fields of a multipart body
+whose file is the image or zip (curl -F file=@x.png -F top_k=1). The body's kind is sniffed from its bytes and
+Content-Type is read only to find a multipart body. Errors answer
 {"error": message}: 400, 413 or 415 for what the decoder refuses, 400 for a bad parameter (prevalence must lie
-strictly between 0 and 1), 404 with "available" (the tags, or null when they cannot be listed) for a version
+strictly between 0 and 1) or a malformed or edited site profile, 409 for a site profile fitted for another model,
+404 with "available" (the tags, or null when they cannot be listed) for a version
 that cannot be served, 422 when the input gate refuses the image,
 503 (with Retry-After) when more requests are already waiting for the model than the app allows. An evaluation
 counts as one request; its batches run on the model threads one at a time, each queued behind the requests
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import json
 import logging
 import tempfile
@@ -41,17 +48,27 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cxr_pneumonia.config import DEFAULT_OPACITY, DEFAULT_PREVALENCE, MAX_REQUEST_BYTES, MAX_ZIP_TOTAL_BYTES
+from cxr_pneumonia.config import (
+    DEFAULT_OPACITY,
+    DEFAULT_PREVALENCE,
+    DEFAULT_TARGET_SPECIFICITY,
+    MAX_REQUEST_BYTES,
+    MAX_ZIP_TOTAL_BYTES,
+)
 from cxr_pneumonia.evaluation import evaluate_archive, on_executor
 from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS
 from cxr_pneumonia.imaging import ImageDecodeError, ImageTooLargeError, UnsupportedImageError, check_file_size
 from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
 from cxr_pneumonia.service import Analysis, PneumoniaService, UnknownVersionError, encode_jpeg
+from cxr_pneumonia.site_profile import ProfileError, ProfileMismatchError, SiteProfile
 
 API_PREFIX = "/v1"
-CLASSIFY_PARAMETERS = ("top_k", "prevalence")
-EXPLAIN_PARAMETERS = ("method", "version", "opacity", "prevalence")
-COMPARE_PARAMETERS = ("version", "opacity")
+CLASSIFY_PARAMETERS = ("top_k", "prevalence", "site_profile")
+EXPLAIN_PARAMETERS = ("method", "version", "opacity", "prevalence", "site_profile")
+COMPARE_PARAMETERS = ("version", "opacity", "site_profile")
+EVALUATE_PARAMETERS = ("version", "site_profile")
+CALIBRATE_PARAMETERS = ("version", "site", "target_specificity")
+MULTIPART_FIELDS = 10
 _SNIFF_BYTES = 64
 SPOOL_BYTES = 8 * 1024 * 1024  # an uploaded zip past this goes to a temporary file, not memory
 BUSY_MESSAGE = "The server is busy with other requests. Please try again in a few seconds."
@@ -100,13 +117,14 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
 
     async def on_workers(handle: Callable[[bytes, Parameters], Any], request: Request) -> JSONResponse:
         with admitted():
-            body = await read_body(request)
+            body, fields = await multipart_image(request, await read_body(request))
             loop = asyncio.get_running_loop()
-            return JSONResponse(await loop.run_in_executor(workers, handle, body, dict(request.query_params)))
+            parameters = {**request.query_params, **fields}
+            return JSONResponse(await loop.run_in_executor(workers, handle, body, parameters))
 
-    async def evaluated(request: Request, version: str | None) -> JSONResponse:
+    async def with_zip(handle: Callable[[Any, Parameters], dict[str, Any]], request: Request) -> JSONResponse:
         with admitted():
-            return await evaluate_request(service, workers, request, version)
+            return await zip_request(handle, request)
 
     @api.post("/classify")
     async def classify(request: Request) -> JSONResponse:
@@ -121,8 +139,12 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
         return await answer(on_workers(lambda body, query: compare_body(service, body, query), request))
 
     @api.post("/evaluate")
-    async def evaluate(request: Request, version: str = "") -> JSONResponse:
-        return await answer(evaluated(request, version or None))
+    async def evaluate(request: Request) -> JSONResponse:
+        return await answer(with_zip(lambda upload, query: evaluate_zip(service, workers, upload, query), request))
+
+    @api.post("/calibrate")
+    async def calibrate(request: Request) -> JSONResponse:
+        return await answer(with_zip(lambda upload, query: calibrate_zip(service, workers, upload, query), request))
 
     @api.get("/model")
     async def model(version: str = "") -> JSONResponse:
@@ -145,6 +167,9 @@ async def answer(respond: Awaitable[JSONResponse]) -> JSONResponse:
         return ApiError(decode_error_status(error), str(error)).response()
     except ArchiveError as error:
         return ApiError(error.status, str(error)).response()
+    except ProfileError as error:
+        status = 409 if isinstance(error, ProfileMismatchError) else 400
+        return ApiError(status, str(error), {"code": error.code, **error.values}).response()
     except UnknownVersionError as error:
         return ApiError(404, str(error), {"available": error.available}).response()
     except Exception:
@@ -173,22 +198,49 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
-async def evaluate_request(service: PneumoniaService, workers: Executor, request: Request,
-                           version: str | None) -> JSONResponse:
-    """The evaluation of the uploaded zip: read and extracted in a plain thread, its batches on the model threads."""
+async def zip_request(handle: Callable[[Any, Parameters], dict[str, Any]], request: Request) -> JSONResponse:
+    """`handle` run in a plain thread on the uploaded zip (a raw body or a multipart file, spooled) and the
+    parameters of the query string and the multipart fields."""
     with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as body:
         await spool_body(request, body)
-        upload = await multipart_file(request, body)
+        upload, fields = await multipart_form(request, body)
         try:
-            def run() -> dict[str, Any]:
-                model = service.model(version).model
-                with open_labelled_zip(upload.file if upload else body) as archive:
-                    return evaluate_archive(model, archive, on_executor(workers)).as_json()
-
-            return JSONResponse(await run_in_threadpool(run))
+            parameters = {**request.query_params, **fields}
+            return JSONResponse(await run_in_threadpool(handle, upload.file if upload else body, parameters))
         finally:
             if upload is not None:
                 await upload.close()
+
+
+def evaluate_zip(service: PneumoniaService, workers: Executor, upload: Any, query: Parameters) -> dict[str, Any]:
+    """The evaluation of a zip's labelled X-rays; its batches run on the model threads."""
+    parameters = known_parameters(query, EVALUATE_PARAMETERS)
+    loaded = service.serving(str(parameters.get("version") or "") or None, site_profile_of(parameters))
+    with open_labelled_zip(upload) as archive:
+        return evaluate_archive(loaded.model, archive, on_executor(workers)).as_json() | {
+            "site": None if loaded.profile is None else loaded.profile.site}
+
+
+def calibrate_zip(service: PneumoniaService, workers: Executor, upload: Any, query: Parameters) -> dict[str, Any]:
+    """A site profile fitted on a zip's NORMAL (and PNEUMONIA) X-rays; its batches run on the model threads."""
+    parameters = known_parameters(query, CALIBRATE_PARAMETERS)
+    if "site" not in parameters:
+        raise ApiError(400, "Name the site the X-rays come from: the parameter site (at most 64 characters).")
+    target = open_unit_float("target_specificity", parameters.get("target_specificity", DEFAULT_TARGET_SPECIFICITY))
+    with open_labelled_zip(upload) as archive:
+        profile = service.fit_profile(archive, str(parameters["site"]), target,
+                                      str(parameters.get("version") or "") or None, on_executor(workers))
+    return profile.to_json()
+
+
+def site_profile_of(parameters: Parameters) -> SiteProfile | None:
+    """The site_profile parameter (a JSON object, or its text from a query string or form field), or None."""
+    document = parameters.get("site_profile")
+    if document is None or document == "":
+        return None
+    if isinstance(document, str):
+        document = parse_json(document.encode(), "site_profile")
+    return SiteProfile.from_json(document)
 
 
 async def spool_body(request: Request, sink: Any) -> None:
@@ -209,23 +261,39 @@ def zip_too_large_message() -> str:
     return f"The upload is over {MAX_ZIP_TOTAL_BYTES / 1e6:,.0f} MB. Split the images into smaller zips."
 
 
-async def multipart_file(request: Request, body: Any) -> UploadFile | None:
-    """The file of a multipart/form-data body (parsed from the spooled copy), or None for a raw zip body."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return None
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def multipart_form(request: Request, body: Any) -> tuple[UploadFile | None, dict[str, str]]:
+    """The file and the text fields of a multipart/form-data body (parsed from the spooled copy); (None, {}) for a
+    raw body."""
+    if not is_multipart(request):
+        return None, {}
 
     async def chunks():
         while chunk := body.read(SPOOL_BYTES):
             yield chunk
 
     try:
-        form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=10).parse()
+        form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=MULTIPART_FIELDS).parse()
     except MultiPartException as error:
         raise ApiError(400, f"The multipart body cannot be read ({error.message}).") from None
     files = [value for value in form.values() if isinstance(value, UploadFile)]
     if not files:
-        raise ApiError(400, "The multipart body has no file: send the zip as a file field, e.g. curl -F file=@x.zip.")
-    return files[0]
+        raise ApiError(400, "The multipart body has no file: send it as a file field, e.g. curl -F file=@x.zip.")
+    return files[0], {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+async def multipart_image(request: Request, body: bytes) -> tuple[bytes, dict[str, str]]:
+    """The image bytes and text fields of a multipart body (curl -F file=@x.png), or the body as it is."""
+    if not is_multipart(request):
+        return body, {}
+    upload, fields = await multipart_form(request, io.BytesIO(body))
+    try:
+        return await upload.read(), fields
+    finally:
+        await upload.close()
 
 
 def check_request_size(size: int) -> None:
@@ -239,7 +307,7 @@ def classify_body(service: PneumoniaService, body: bytes, query: Parameters) -> 
     image, parameters = parse_request(body, query, CLASSIFY_PARAMETERS)
     top_k = positive_int("top_k", parameters.get("top_k", 2))
     prevalence = open_unit_float("prevalence", parameters.get("prevalence", DEFAULT_PREVALENCE))
-    prediction = accepted(service.analyze_bytes(image)).prediction
+    prediction = accepted(service.analyze_bytes(image, profile=site_profile_of(parameters))).prediction
     pneumonia = prediction.probability_at(prevalence)
     ranked = sorted({"NORMAL": 1.0 - pneumonia, "PNEUMONIA": pneumonia}.items(), key=lambda item: item[1], reverse=True)
     return [{"label": label, "score": score} for label, score in ranked[:top_k]]
@@ -253,7 +321,8 @@ def explain_body(service: PneumoniaService, body: bytes, query: Parameters) -> d
         raise ApiError(400, f"Unknown method {method[:40]!r}: choose one of {', '.join(METHODS)}.")
     opacity = unit_float("opacity", parameters.get("opacity", DEFAULT_OPACITY))
     prevalence = open_unit_float("prevalence", parameters.get("prevalence", DEFAULT_PREVALENCE))
-    analysis = accepted(service.analyze_bytes(image, method, opacity, str(parameters.get("version") or "") or None))
+    analysis = accepted(service.analyze_bytes(image, method, opacity, str(parameters.get("version") or "") or None,
+                                              profile=site_profile_of(parameters)))
     return {**analysis.as_json(prevalence), "method": method, "decision": plain_text(analysis.decision),
             "overlay_jpeg_base64": base64.b64encode(encode_jpeg(analysis.overlay)).decode("ascii")}
 
@@ -262,7 +331,8 @@ def compare_body(service: PneumoniaService, body: bytes, query: Parameters) -> d
     """The analysis as JSON with every method's heatmap over the image (base64 JPEG), its time and box scores."""
     image, parameters = parse_request(body, query, COMPARE_PARAMETERS)
     opacity = unit_float("opacity", parameters.get("opacity", DEFAULT_OPACITY))
-    comparison = service.compare_bytes(image, opacity, str(parameters.get("version") or "") or None)
+    comparison = service.compare_bytes(image, opacity, str(parameters.get("version") or "") or None,
+                                       profile=site_profile_of(parameters))
     accepted(comparison.analysis)
     result = comparison.as_json()
     for method, view in comparison.views.items():
@@ -285,18 +355,29 @@ def parse_request(body: bytes, query: Parameters, known: tuple[str, ...]) -> tup
         parameters = {**query, **parameters}
     else:
         image, parameters = body, query
+    return image, known_parameters(parameters, known)
+
+
+def known_parameters(parameters: Parameters, known: tuple[str, ...]) -> Parameters:
+    """The parameters, or a 400 naming the first one this route does not take."""
     unknown = sorted(set(parameters) - set(known))
     if unknown:
         raise ApiError(400, f"Unknown parameter {unknown[0][:40]!r}; this route takes {', '.join(known)}.")
-    return image, parameters
+    return parameters
+
+
+def parse_json(text: bytes, what: str) -> Any:
+    """JSON text parsed, or a 400: not JSON, or nested too deep to parse (a RecursionError in json.loads)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        reason = "it is nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise ApiError(400, f"The {what} is not valid JSON ({reason}).") from None
 
 
 def parse_json_body(body: bytes) -> tuple[bytes, Parameters]:
     """The base64 image and the parameters of an Inference API JSON body."""
-    try:
-        payload = json.loads(body)
-    except ValueError as error:
-        raise ApiError(400, f"The body starts like JSON but is not valid JSON ({error}).") from None
+    payload = parse_json(body, "body, which starts like JSON,")
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), str):
         raise ApiError(400, 'A JSON body needs "inputs": the image file as a base64 string.')
     parameters = payload.get("parameters") or {}

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from cxr_pneumonia.config import DECODE_TIMEOUT_SECONDS, DEFAULT_OPACITY, DEFAULT_PREVALENCE, JPEG_QUALITY
+from cxr_pneumonia.evaluation import Progress, Submit, evaluate_images, submit_here
 from cxr_pneumonia.examples import content_digest
 from cxr_pneumonia.explain import (
     DEFAULT_METHOD,
@@ -43,8 +44,10 @@ from cxr_pneumonia.hub import (
 )
 from cxr_pneumonia.imaging import decode_image_with_timeout, read_file_bytes
 from cxr_pneumonia.lab import RandomisationCheck, faithfulness, randomisation_checks
+from cxr_pneumonia.labelled_zip import LabelledArchive, missing_labels_error
 from cxr_pneumonia.model import PneumoniaModel, Prediction, load_model_dir
 from cxr_pneumonia.preprocessing import Field
+from cxr_pneumonia.site_profile import ModelIdentity, SiteProfile, check_site, check_target, profile_from_rows
 
 METRIC_KEYS = ("n", "accuracy", "auc", "sensitivity", "specificity")
 
@@ -70,6 +73,16 @@ class LoadedModel:
     explainer: Explainer
     location: ModelLocation
     version: str | None
+    profile: SiteProfile | None = None
+
+    def with_profile(self, profile: SiteProfile | None) -> LoadedModel:
+        """This model deciding at a site profile's threshold and band; ProfileMismatchError (409) when the profile
+        was fitted for another version or other weights."""
+        if profile is None:
+            return self
+        profile.check_model(self.model.config.extra.get("version"), self.model.weights_sha256)
+        model = self.model.with_decision(profile.threshold, profile.uncertain_band)
+        return replace(self, model=model, explainer=self.explainer.for_model(model), profile=profile)
 
     def info(self) -> dict:
         """JSON-ready description: repo, revision, commit, version, source and test metrics."""
@@ -90,6 +103,11 @@ class LoadedModel:
             "gradcam_grid": self.model.gradcam_grid,
             "calibrated_prevalence": self.model.config.calibrated_prevalence,
             "uncertain_band": list(band) if (band := self.model.config.uncertain_band) else None,
+            "site_profile": None if self.profile is None else {
+                "site": self.profile.site, "threshold": self.profile.threshold, "n_normal": self.profile.n_normal,
+                "target_specificity": self.profile.target_specificity,
+                "expected_specificity": self.profile.expected_specificity,
+                "specificity_lower_bound": self.profile.specificity_lower_bound},
             "metrics": {key: test.get(key) for key in METRIC_KEYS},
             "test_by_source": {source: {key: metrics.get(key) for key in METRIC_KEYS}
                                for source, metrics in self.model.metrics.get("test_by_source", {}).items()},
@@ -159,6 +177,7 @@ class Analysis:
             "prevalence": prevalence,
             "pneumonia_probability_at_prevalence": at_prevalence,
             "threshold": self.model_info["threshold"],
+            "site": None if self.model_info.get("site_profile") is None else self.model_info["site_profile"]["site"],
             "model_version": self.model_info["version"],
             "model_commit": self.model_info["commit"],
             **({"boxes": [[box.x, box.y, box.width, box.height] for box in self.boxes]} if self.boxes else {}),
@@ -255,7 +274,8 @@ class Prepared:
 class PneumoniaService:
     """Serves predictions and explanations for the configured model and any tagged version."""
 
-    def __init__(self, settings: HubSettings, known_boxes: Mapping[str, tuple[Box, ...]] | None = None):
+    def __init__(self, settings: HubSettings, known_boxes: Mapping[str, tuple[Box, ...]] | None = None,
+                 site_profile: SiteProfile | None = None):
         self.settings = settings
         self.known_boxes = dict(known_boxes or {})  # the radiologists' boxes of the examples, by file digest
         self._models: dict[str, LoadedModel] = {}
@@ -264,6 +284,9 @@ class PneumoniaService:
         self._loading: dict[str, threading.Lock] = {}
         self._versions: list[Version] | None = None
         self.default = self.model(settings.revision)
+        # A hospital's own copy decides at its site's threshold (SITE_PROFILE); checked against the model now.
+        self.site_profile = site_profile
+        self.default.with_profile(site_profile)
 
     def versions(self) -> list[Version]:
         """Version tags on the Hub, cached once fetched (empty while the Hub is off or out of reach)."""
@@ -290,6 +313,16 @@ class PneumoniaService:
         if tags is None or version not in tags:
             raise UnknownVersionError(version, tags)
         return version
+
+    def serving(self, revision: str | None = None, profile: SiteProfile | None = None) -> LoadedModel:
+        """The model at `revision` deciding at `profile`'s threshold, or at the copy's own site profile when none is
+        given and it was fitted for this model; ProfileMismatchError for a profile of another model."""
+        loaded = self.model(revision)
+        if profile is None and self.site_profile is not None:
+            served = (loaded.model.config.extra.get("version"), loaded.model.weights_sha256)
+            if served == (self.site_profile.model_version, self.site_profile.weights_sha256):
+                profile = self.site_profile
+        return loaded.with_profile(profile)
 
     def model(self, revision: str | None = None) -> LoadedModel:
         """The model at `revision` (default: the configured one), loaded once and cached. Another version than
@@ -329,26 +362,40 @@ class PneumoniaService:
         model, explainer = cached
         return LoadedModel(model, explainer, location, version_of(location, self.versions()))
 
+    def fit_profile(self, archive: LabelledArchive, site: str, target: float, revision: str | None = None,
+                    submit: Submit = submit_here, progress: Progress | None = None) -> SiteProfile:
+        """A site profile fitted on an opened zip's labelled X-rays (cxr_pneumonia.site_profile): ProfileError (400)
+        for a bad site name, target or too few normals, ArchiveError when the zip has no labelled image."""
+        site, target = check_site(site), check_target(target)
+        loaded = self.model(revision)
+        if not archive.images:
+            raise missing_labels_error(archive)
+        results = evaluate_images(loaded.model, archive.images, submit, progress)
+        rows = [(result.label, result.probability, bool(result.refused)) for result in results]
+        return profile_from_rows(site, ModelIdentity.of(loaded.model), target, rows)
+
     def analyze_file(self, path: str | Path, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
-                     revision: str | None = None, show_boxes: bool = False) -> Analysis:
+                     revision: str | None = None, show_boxes: bool = False, profile: SiteProfile | None = None
+                     ) -> Analysis:
         """Analyse an image file; raises ImageDecodeError with a user-facing message. Known boxes are scored
-        in any case, drawn when `show_boxes`."""
-        return self._analyze(self._prepare_file(path, revision), method, opacity, show_boxes)
+        in any case, drawn when `show_boxes`; the decision is at `profile`'s threshold when one is given."""
+        return self._analyze(self._prepare_file(path, revision, profile), method, opacity, show_boxes)
 
     def analyze_bytes(self, data: bytes, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
-                      revision: str | None = None, show_boxes: bool = False) -> Analysis:
+                      revision: str | None = None, show_boxes: bool = False, profile: SiteProfile | None = None
+                      ) -> Analysis:
         """Analyse an image file's bytes, e.g. an HTTP request body; raises ImageDecodeError like analyze_file."""
-        return self._analyze(self._prepare_bytes(data, revision), method, opacity, show_boxes)
+        return self._analyze(self._prepare_bytes(data, revision, profile=profile), method, opacity, show_boxes)
 
     def compare_file(self, path: str | Path, opacity: float = DEFAULT_OPACITY, revision: str | None = None,
-                     show_boxes: bool = False) -> Comparison:
+                     show_boxes: bool = False, profile: SiteProfile | None = None) -> Comparison:
         """Every method's map of the decided label for an image file, timed."""
-        return self._compare(self._prepare_file(path, revision), opacity, show_boxes)
+        return self._compare(self._prepare_file(path, revision, profile), opacity, show_boxes)
 
     def compare_bytes(self, data: bytes, opacity: float = DEFAULT_OPACITY, revision: str | None = None,
-                      show_boxes: bool = False) -> Comparison:
+                      show_boxes: bool = False, profile: SiteProfile | None = None) -> Comparison:
         """compare_file for an image file's bytes."""
-        return self._compare(self._prepare_bytes(data, revision), opacity, show_boxes)
+        return self._compare(self._prepare_bytes(data, revision, profile=profile), opacity, show_boxes)
 
     def check_file(self, path: str | Path, opacity: float = DEFAULT_OPACITY, revision: str | None = None
                    ) -> LabChecks | None:
@@ -380,13 +427,16 @@ class PneumoniaService:
         """The radiologists' boxes if these bytes are one of the examples that has them."""
         return self.known_boxes.get(content_digest(data), ()) if self.known_boxes else ()
 
-    def prepare_file(self, path: str | Path, revision: str | None = None) -> Prepared:
-        """An image file decoded and made ready for the model at `revision`; raises ImageDecodeError."""
-        return self._prepare_file(path, revision)
+    def prepare_file(self, path: str | Path, revision: str | None = None, profile: SiteProfile | None = None
+                     ) -> Prepared:
+        """An image file decoded and made ready for the model at `revision` (deciding at `profile`'s threshold
+        when given); raises ImageDecodeError."""
+        return self._prepare_file(path, revision, profile)
 
-    def prepare_again(self, prepared: Prepared, revision: str | None) -> Prepared:
-        """The same decoded image made ready for another model version (no file is read)."""
-        return self._prepare(prepared.gray, prepared.boxes, revision)
+    def prepare_again(self, prepared: Prepared, revision: str | None, profile: SiteProfile | None = None
+                      ) -> Prepared:
+        """The same decoded image made ready for another model version or profile (no file is read)."""
+        return self._prepare(prepared.gray, prepared.boxes, revision, profile)
 
     def analyze_prepared(self, prepared: Prepared, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
                          show_boxes: bool = False) -> Analysis:
@@ -413,16 +463,18 @@ class PneumoniaService:
         """Every method's map of the decided label for a prepared image, timed."""
         return self._compare(prepared, opacity, show_boxes)
 
-    def _prepare_file(self, path: str | Path, revision: str | None) -> Prepared:
+    def _prepare_file(self, path: str | Path, revision: str | None, profile: SiteProfile | None = None) -> Prepared:
         # Only the suffix reaches the decoder (it tells DICOM): an upload's name may be a patient id.
-        return self._prepare_bytes(read_file_bytes(path), revision, "upload" + Path(path).suffix.lower())
+        return self._prepare_bytes(read_file_bytes(path), revision, "upload" + Path(path).suffix.lower(), profile)
 
-    def _prepare_bytes(self, data: bytes, revision: str | None, filename: str | None = None) -> Prepared:
+    def _prepare_bytes(self, data: bytes, revision: str | None, filename: str | None = None,
+                       profile: SiteProfile | None = None) -> Prepared:
         gray = decode_image_with_timeout(data, filename, DECODE_TIMEOUT_SECONDS)
-        return self._prepare(gray, self.boxes_of(data), revision)
+        return self._prepare(gray, self.boxes_of(data), revision, profile)
 
-    def _prepare(self, gray: np.ndarray, boxes: tuple[Box, ...], revision: str | None) -> Prepared:
-        loaded = self.model(revision)
+    def _prepare(self, gray: np.ndarray, boxes: tuple[Box, ...], revision: str | None,
+                 profile: SiteProfile | None = None) -> Prepared:
+        loaded = self.serving(revision, profile)
         model_input, field = loaded.model.prepare(gray)
         return Prepared(gray, display_image(gray), model_input, boxes, loaded, field)
 

@@ -10,8 +10,11 @@ from cxr_pneumonia.metrics import balanced_weights
 from cxr_pneumonia.model import calibrated_probability
 
 MIN_SENSITIVITY = 0.95
-THRESHOLD_RULE = (f"the highest threshold at which the validation sensitivity of every source is at least "
-                  f"{MIN_SENSITIVITY:.2f} (missing a pneumonia costs more than a false alarm); the threshold "
+# From v3.0.0: the floor on every source's sensitivity under which no threshold is chosen.
+MIN_SOURCE_SENSITIVITY = 0.93
+THRESHOLD_RULE = (f"the threshold maximising the worst source's validation balanced accuracy among those at which "
+                  f"the validation sensitivity of every source is at least {MIN_SOURCE_SENSITIVITY:.2f} (the highest "
+                  "of the best, so no source's sensitivity is chased at the others' specificity); the threshold "
                   "maximising the mean over sources of Youden's J if none reaches it; placed halfway between the "
                   "lowest validation score called pneumonia and the next lower one")
 TEMPERATURE_RULE = ("Platt scaling, sigmoid(logit / temperature + offset), minimising the validation negative "
@@ -21,7 +24,9 @@ CALIBRATED_PREVALENCE = 0.5
 MIN_ACCURACY_OUTSIDE_BAND = 0.97
 BAND_RULE = (f"the narrowest band [low, high) around the threshold (fewest validation images inside, sources "
              f"weighted equally) outside which the validation accuracy of every source is at least "
-             f"{MIN_ACCURACY_OUTSIDE_BAND:.2f}; inside it the answer is UNCERTAIN")
+             f"{MIN_ACCURACY_OUTSIDE_BAND:.2f}, the validation images counted as they are and under each change of "
+             "acquisition of the robustness suite at severity 2 but the negative and the phone photo (pooled per "
+             "source); inside it the answer is UNCERTAIN")
 
 
 def source_weights(sources: list[str] | np.ndarray) -> np.ndarray:
@@ -101,11 +106,34 @@ def sensitivity_first_threshold(probabilities: np.ndarray, labels: np.ndarray, s
     return youden_threshold(probabilities, labels, sources)
 
 
+def worst_source_threshold(probabilities: np.ndarray, labels: np.ndarray, sources: list[str] | None = None,
+                           minimum: float = MIN_SOURCE_SENSITIVITY) -> float:
+    """The threshold maximising the lowest balanced accuracy over sources, among those keeping every source's
+    sensitivity at least `minimum` (see THRESHOLD_RULE)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    groups = source_groups(labels, sources)
+    candidates = np.unique(probabilities)
+    best_index, best_score = None, -np.inf
+    for index, threshold in enumerate(candidates):
+        predicted = probabilities >= threshold
+        sensitivities = [predicted[group & labels].mean() for group in groups]
+        if min(sensitivities) < minimum:
+            continue
+        score = min((sensitivity + (~predicted[group & ~labels]).mean()) / 2
+                    for sensitivity, group in zip(sensitivities, groups, strict=True))
+        if score >= best_score:
+            best_index, best_score = index, score
+    if best_index is None:
+        return youden_threshold(probabilities, labels, sources)
+    return just_below(candidates, best_index)
+
+
 def calibrate(logits: np.ndarray, labels: np.ndarray, sources: list[str] | None = None) -> tuple[float, float, float]:
     """Temperature, offset and threshold (on calibrated probabilities) from validation logits, for a 50 %
     prevalence in every source (see TEMPERATURE_RULE)."""
     temperature, offset = fit_platt(logits, labels, balanced_source_weights(labels, sources))
-    threshold = sensitivity_first_threshold(calibrated_probability(logits, temperature, offset), labels, sources)
+    threshold = worst_source_threshold(calibrated_probability(logits, temperature, offset), labels, sources)
     return temperature, offset, threshold
 
 

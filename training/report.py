@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from cxr_pneumonia.acquisition import CHANGES
 from cxr_pneumonia.config import (
     CONFIG_FILENAME,
     DEFAULT_DATA_DIR,
@@ -37,6 +39,7 @@ from cxr_pneumonia.config import (
 )
 from cxr_pneumonia.examples import BOXES_FILENAME
 from cxr_pneumonia.explain import DEFAULT_METHOD
+from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.model import ModelConfig, PneumoniaModel, calibrated_probability, load_model_dir
 from cxr_pneumonia.preprocessing import DEFAULT_NORMALIZATION, describe
 from training import plots
@@ -63,9 +66,13 @@ from training.evaluate import POOLED, ScoredImages, evaluate_sources, format_rep
 from training.framing_check import DEFAULT_CROPS, framing_report
 from training.gate import fit_gate
 from training.localization import localization_report
+from training.robustness import changed_input
 from training.run_files import HISTORY_FILENAME, RUN_FILENAME
 
 LOCALIZATION_METHODS = ["Grad-CAM", "Grad-CAM++", "Layer-CAM"]
+# The UNCERTAIN band is chosen on the validation images as they are and under these changes (see BAND_RULE).
+BAND_CHANGES = tuple(name for name in CHANGES if name not in ("negative", "phone_photo"))
+BAND_SEVERITY = 2
 
 
 def code_version() -> str:
@@ -124,10 +131,25 @@ def calibrate_run(out: Path, data_dirs: list[Path]) -> tuple[dict, LabelledImage
     validation = trained_sources_validation(out, run)
     val_logits = uncalibrated.logits(np.stack([uncalibrated.preprocess_file(p) for p in validation.paths]))
     temperature, offset, threshold = calibrate(val_logits, validation.labels, validation.sources)
-    probabilities = calibrated_probability(val_logits, temperature, offset)
-    band = uncertain_band(probabilities, validation.labels, threshold, validation.sources)
+    changed_logits = suite_logits(uncalibrated, validation)
+    count = 1 + len(BAND_CHANGES)
+    probabilities = calibrated_probability(np.concatenate([val_logits, changed_logits]), temperature, offset)
+    band = uncertain_band(probabilities, np.tile(validation.labels, count), threshold, validation.sources * count)
     write_config(out, run, (temperature, offset), threshold, data_dirs, band)
     return run, validation
+
+
+def suite_logits(model: PneumoniaModel, validation: LabelledImages) -> np.ndarray:
+    """The validation images' logits under each of BAND_CHANGES at BAND_SEVERITY (the robustness suite's seeded
+    draws), change after change, each in the images' order."""
+    with ThreadPoolExecutor(2) as pool:
+        grays = list(pool.map(read_image_file, validation.paths))
+        logits = []
+        for change in BAND_CHANGES:
+            inputs = list(pool.map(lambda item, name=change: changed_input(model, item[1], name, BAND_SEVERITY,
+                                                                           item[0]), enumerate(grays)))
+            logits.append(model.logits(np.stack(inputs)))
+    return np.concatenate(logits)
 
 
 def trained_sources_validation(out: Path, run: dict) -> LabelledImages:
