@@ -148,7 +148,7 @@ def create_rest_api(service: PneumoniaService, workers: Executor, cors_origins: 
 
     @api.get("/model")
     async def model(version: str = "") -> JSONResponse:
-        return await answer(run_in_threadpool(lambda: JSONResponse(service.model(version or None).info())))
+        return await answer(run_in_threadpool(lambda: JSONResponse(service.serving(version or None).info())))
 
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:

@@ -170,8 +170,8 @@ def normals_needed(target: float) -> int:
 
 
 def order_statistic_threshold(normal_probabilities: np.ndarray, target: float) -> tuple[float, int]:
-    """The threshold halfway between the k-th and (k + 1)-th lowest normal probabilities (or between the k-th and
-    1), so that no normal sits on it; and k. ProfileError when there are too few normals."""
+    """The threshold: the k-th lowest normal probability (a new normal is called NORMAL when it scores below it,
+    with probability k / (n + 1)); and k. ProfileError when there are too few normals."""
     scores = np.sort(np.asarray(normal_probabilities, dtype=np.float64))
     n, needed = len(scores), normals_needed(target)
     if n < needed:
@@ -179,8 +179,7 @@ def order_statistic_threshold(normal_probabilities: np.ndarray, target: float) -
                            f"specificity of {target:.0%} ({RECOMMENDED_PROFILE_NORMALS} or more are recommended).",
                            "too_few_normals", n=n, needed=needed, target=target)
     k = rank_for(n, target)
-    above = scores[k] if k < n else 1.0
-    return float((scores[k - 1] + above) / 2), k
+    return float(scores[k - 1]), k
 
 
 def moved_band(band: tuple[float, float] | None, old: float, new: float) -> tuple[float, float] | None:
