@@ -49,6 +49,8 @@ MAX_PIXELS = 80_000_000
 IMAGE_FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".dcm", ".dicom",
                                  ""})
 MIN_SIDE_PIXELS = 64
+# Larger images are reduced while decoding (JPEG) or right after, before anything else is made of them.
+MAX_DECODED_SIDE = 2048
 # Decoding a single upload may take at most this long; a small thread pool runs the decodes.
 DECODE_TIMEOUT_SECONDS = 10.0
 DECODE_WORKERS = 2

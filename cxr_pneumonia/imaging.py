@@ -31,6 +31,7 @@ from pydicom.uid import (
 from cxr_pneumonia.config import (
     DECODE_TIMEOUT_SECONDS,
     DECODE_WORKERS,
+    MAX_DECODED_SIDE,
     MAX_FILE_BYTES,
     MAX_PIXELS,
     MIN_SIDE_PIXELS,
@@ -176,8 +177,29 @@ def _decode_pixels(data: bytes, filename: str | None) -> np.ndarray:
         raise _unrecognised_error(data, filename) from None
     with image:
         _check_dimensions(*image.size)
+        factor = _reduction_factor(*image.size)
+        if factor > 1 and image.format == "JPEG":  # libjpeg decodes at 1/2, 1/4 or 1/8 scale directly
+            image.draft(image.mode, (-(-image.size[0] // factor), -(-image.size[1] // factor)))
         image.load()
-        return pil_to_gray_array(ImageOps.exif_transpose(image))
+        return pil_to_gray_array(ImageOps.exif_transpose(_reduced(image)))
+
+
+def _reduction_factor(width: int, height: int) -> int:
+    """The whole factor that brings the longer side to at most MAX_DECODED_SIDE."""
+    return -(-max(width, height) // MAX_DECODED_SIDE)
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """A large decoded image box-averaged down to at most MAX_DECODED_SIDE a side before it is turned into floats,
+    so that an 80-megapixel upload costs a few tens of MB, not a few hundred (the model reads 256 px at most)."""
+    factor = _reduction_factor(*image.size)
+    if factor == 1:
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:  # reduce() takes 32-bit integers; back to 16 bits keeps the scale
+        return image.convert("I").reduce(factor).convert("I;16")
+    if image.mode in ("1", "P"):
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    return image.reduce(factor)
 
 
 def _flatten_alpha(image: Image.Image) -> Image.Image:

@@ -37,6 +37,7 @@ MAX_LABELS_FILE_BYTES = 5 * 1024 * 1024
 # A central directory this long is not a set of X-rays; refused before Python builds an object per entry.
 MAX_ZIP_ENTRIES = 5 * MAX_ZIP_IMAGES
 CHUNK_BYTES = 1024 * 1024
+ENCRYPTED_FLAG = 0x1  # bit 0 of a zip entry's general purpose flags
 LABEL_ALIASES = {"normal": "NORMAL", "0": "NORMAL", "pneumonia": "PNEUMONIA", "1": "PNEUMONIA"}
 LAYOUT_HELP = ("Put the images in folders named NORMAL and PNEUMONIA (at any depth), or add a labels.csv with "
                "the columns filename,label beside them.")
@@ -148,7 +149,7 @@ def read_archive(archive: zipfile.ZipFile, directory: Path) -> LabelledArchive:
     result.layout = LABELS_FILENAME if csv_labels else "folders"
     budget = InflateBudget()
     for index, info in enumerate(candidates):
-        label = csv_labels.get(info.filename) or folder_label(info.filename)
+        label = csv_labels.get(str(entry_path(info.filename))) or folder_label(info.filename)
         if label is None:
             result.unlabelled.append(info.filename)
         else:
@@ -173,7 +174,7 @@ def shown_name(name: str) -> str:
 def ignore_reason(info: zipfile.ZipInfo) -> str | None:
     """Why an entry is not read, as a key of IGNORED_REASONS: a symlink, a nested zip, system metadata or not an
     image by name; else None."""
-    path = PurePosixPath(info.filename)
+    path = entry_path(info.filename)
     if stat.S_ISLNK(info.external_attr >> 16):
         return "symlink"
     if path.suffix.lower() == ".zip":
@@ -186,7 +187,7 @@ def ignore_reason(info: zipfile.ZipInfo) -> str | None:
 
 
 def is_labels_file(info: zipfile.ZipInfo) -> bool:
-    return PurePosixPath(info.filename).name.lower() == LABELS_FILENAME
+    return entry_path(info.filename).name.lower() == LABELS_FILENAME
 
 
 def check_declared_sizes(infos: list[zipfile.ZipInfo]) -> None:
@@ -227,7 +228,7 @@ def read_labels_files(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) ->
                                        name=shown_name(info.filename), limit=limit)
         buffer = io.BytesIO()
         copy_limited(archive, info, buffer, MAX_LABELS_FILE_BYTES, InflateBudget())
-        folder = PurePosixPath(info.filename).parent
+        folder = entry_path(info.filename).parent
         for filename, label in parse_labels(buffer.getvalue(), info.filename):
             labels[str(folder / filename) if str(folder) != "." else filename] = label
     return labels
@@ -255,9 +256,14 @@ def parse_labels(data: bytes, source: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def entry_path(name: str) -> PurePosixPath:
+    """An entry's path, with the backslashes some Windows tools write read as folder separators."""
+    return PurePosixPath(name.replace("\\", "/"))
+
+
 def folder_label(name: str) -> str | None:
     """The label of the nearest enclosing folder named NORMAL or PNEUMONIA (any case), or None."""
-    for folder in reversed(PurePosixPath(name).parts[:-1]):
+    for folder in reversed(entry_path(name).parts[:-1]):
         if folder.upper() in LABELS:
             return folder.upper()
     return None
@@ -280,7 +286,7 @@ def extract_image(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, f
     """One image entry written into its own `folder` under its base name (the decoder's messages name it, and its
     suffix tells DICOM); a damaged entry keeps its reason."""
     folder.mkdir()
-    target = folder / short_name(PurePosixPath(info.filename.replace("\\", "/")).name)
+    target = folder / short_name(entry_path(info.filename).name)
     try:
         with target.open("wb") as sink:
             copy_limited(archive, info, sink, MAX_ZIP_ENTRY_BYTES, budget)
@@ -290,8 +296,13 @@ def extract_image(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, f
                             ArchiveError(f"The zip entry is damaged ({error}).", "entry_damaged"))
     except (NotImplementedError, RuntimeError) as error:  # an unknown compression method, or encrypted
         target.unlink(missing_ok=True)
-        return ArchiveImage(info.filename, label, None,
-                            ArchiveError(f"The zip entry cannot be read here ({error}).", "entry_unsupported"))
+        if info.flag_bits & ENCRYPTED_FLAG:
+            return ArchiveImage(info.filename, label, None, ArchiveError(
+                "The zip entry is encrypted (password-protected): zip the X-rays again without a password.",
+                "entry_encrypted"))
+        return ArchiveImage(info.filename, label, None, ArchiveError(
+            f"The zip entry is compressed in a way this app cannot read ({type(error).__name__}): zip it again with "
+            "the usual (deflate) compression.", "entry_unsupported"))
     return ArchiveImage(info.filename, label, target)
 
 

@@ -64,3 +64,15 @@ def symlink_entry(archive: zipfile.ZipFile, name: str, points_to: str) -> None:
     info = zipfile.ZipInfo(name)
     info.external_attr = (0o120777 << 16)
     archive.writestr(info, points_to)
+
+
+def encrypted_entry_zip(target: Path, entries: dict[str, bytes]) -> Path:
+    """A zip whose entries carry the encrypted flag (as a password-protected zip's do): zipfile cannot write one."""
+    zip_entries(target, entries)
+    data = bytearray(target.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the general purpose flags
+        for match in re.finditer(re.escape(signature), bytes(data)):
+            flags = struct.unpack_from("<H", data, match.start() + offset)[0]
+            struct.pack_into("<H", data, match.start() + offset, flags | 0x1)
+    target.write_bytes(bytes(data))
+    return target

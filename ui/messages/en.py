@@ -289,7 +289,10 @@ MESSAGES: dict[str, str] = {
                                      "named NORMAL and PNEUMONIA (at any depth), or add a labels.csv with the columns "
                                      "filename,label beside them.",
     "your_data_zip_entry_damaged": "The zip entry is damaged: it could not be inflated.",
-    "your_data_zip_entry_unsupported": "The zip entry is encrypted or compressed in a way this app cannot read.",
+    "your_data_zip_entry_unsupported": "The zip entry is compressed in a way this app cannot read: zip it again with "
+                                       "the usual (deflate) compression.",
+    "your_data_zip_entry_encrypted": "The zip entry is encrypted (password-protected): zip the X-rays again without a "
+                                     "password.",
     # --- for students ---
     "student_note": """
 **How to read the heatmap.** Warm colours mark the regions whose features raised the score of the

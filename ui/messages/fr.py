@@ -315,8 +315,10 @@ MESSAGES: dict[str, str] = {
                                      "dossiers nommés NORMAL et PNEUMONIA (à n'importe quelle profondeur), ou ajoutez "
                                      "à côté d'elles un fichier labels.csv aux colonnes filename,label.",
     "your_data_zip_entry_damaged": "L'entrée du zip est endommagée : elle n'a pas pu être décompressée.",
-    "your_data_zip_entry_unsupported": "L'entrée du zip est chiffrée, ou compressée d'une façon que cette application "
-                                       "ne sait pas lire.",
+    "your_data_zip_entry_unsupported": "L'entrée du zip est compressée d'une façon que cette application ne sait pas "
+                                       "lire : refaites le zip avec la compression habituelle (deflate).",
+    "your_data_zip_entry_encrypted": "L'entrée du zip est chiffrée (protégée par un mot de passe) : refaites le zip "
+                                     "des radiographies sans mot de passe.",
     # --- pour les étudiants ---
     "student_note": """
 **Comment lire la carte de chaleur.** Les couleurs chaudes marquent les régions dont les caractéristiques ont
