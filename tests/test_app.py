@@ -183,7 +183,7 @@ FRENCH = SimpleNamespace(headers={"accept-language": "fr-FR,fr;q=0.9,en;q=0.8"})
 
 
 def gallery_load(app) -> int:
-    """The page's load event that captions the example galleries."""
+    """The page's load event that captions the example galleries (and the lab's example picker)."""
     return next(index for index, fn in app.demo.fns.items() if fn.name == "handle" and not fn.inputs)
 
 
@@ -195,7 +195,9 @@ def test_examples_are_children_and_adults_shown_as_thumbnails(app):
     boxed = [item for item in app.examples if item.boxes]
     assert boxed and all(item.example.population == "adult" and item.example.label == "PNEUMONIA" for item in boxed)
     assert set(galleries(app)) == {"child", "adult"}
-    captioned = dict(zip(galleries(app), app.demo.fns[gallery_load(app)].fn(ENGLISH), strict=True))
+    loaded = app.demo.fns[gallery_load(app)].fn(ENGLISH)  # the galleries, then the lab's example picker
+    captioned = dict(zip(galleries(app), loaded[:-1], strict=True))
+    assert [label for label, _ in loaded[-1].constructor_args["choices"]][0].startswith(("Child: ", "Adult: "))
     for population, gallery in galleries(app).items():
         items = [item for item in app.examples if item.example.population == population]
         assert [entry["caption"] for entry in captioned[population].value] == [
@@ -266,12 +268,12 @@ def test_opacity_boxes_and_prevalence_reuse_the_result_and_a_method_change_only_
     item = boxed_example(app)
     current = handlers.analyse_path(str(item.path), "Grad-CAM", 0.4, "", False, item)
     calls = ModelCalls(monkeypatch, current.prepared.loaded.explainer)
-    reblended = handlers.on_blend(ENGLISH, current, 0.9, True, 0.3)
+    reblended = handlers.on_blend(ENGLISH, current, 0.9, True, 30)  # the prevalence control is in percent
     assert (calls.full, calls.maps) == (0, 0)
     assert magenta_pixels(reblended[1][1]) > 100 and "radiologists' boxes" in reblended[0]
-    handlers.on_prevalence(ENGLISH, current, 0.05)
+    handlers.on_prevalence(ENGLISH, current, 5)
     assert (calls.full, calls.maps) == (0, 0)
-    remapped = handlers.on_method(ENGLISH, current, "Layer-CAM", 0.4, False, 0.5)
+    remapped = handlers.on_method(ENGLISH, current, "Layer-CAM", 0.4, False, 50)
     assert (calls.full, calls.maps) == (0, 1)
     assert "Heatmap: Layer-CAM" in remapped[0] and remapped[-1].analysis.method == "Layer-CAM"
 
@@ -387,8 +389,8 @@ def test_a_model_with_a_band_says_uncertain_and_moves_with_the_prevalence(hub, t
         assert "At a prevalence of 50 %" in prevalence_text and "Bayes' rule" in prevalence_text
         assert result["label"] in ("NORMAL", "PNEUMONIA")
         calls = ModelCalls(monkeypatch, current.prepared.loaded.explainer)
-        screening, screening_json = page.on_prevalence(ENGLISH, current, 0.05)
-        emergency, _ = page.on_prevalence(ENGLISH, current, 0.30)
+        screening, screening_json = page.on_prevalence(ENGLISH, current, 5)
+        emergency, _ = page.on_prevalence(ENGLISH, current, 30)
         assert (calls.full, calls.maps) == (0, 0)
         probability = result["pneumonia_probability"]
         expected = probability_at_prevalence(probability, 0.05, 0.5)
@@ -411,7 +413,7 @@ def test_the_your_data_tab_answers_a_french_browser_in_french(app, tmp_path):
     progress = []
     (_, summary, confusion, roc, reliability, _, at_threshold, _, gallery, skipped, result,
      analyses) = evaluate(FRENCH, str(source), lambda value, desc=None, unit=None: progress.append(desc))
-    assert "**3 images évaluées** (étiquetées par leurs dossiers NORMAL et PNEUMONIA)" in summary
+    assert "**3 images de service.zip évaluées** (étiquetées par leurs dossiers NORMAL et PNEUMONIA)" in summary
     assert "| Sensibilité | n.d. | n.d. à n.d. |" in summary and "Seules des images NORMALES ont été lues" in summary
     assert "**Non lus :** 1 fichier(s)" in summary
     assert progress[0] == "Ouverture du zip" and progress[-1] == "Analyse des erreurs pour la galerie"
@@ -420,7 +422,7 @@ def test_the_your_data_tab_answers_a_french_browser_in_french(app, tmp_path):
     assert [tick.get_text() for tick in confusion.axes[0].get_xticklabels()] == ["NORMALE", "PNEUMONIE"]
     assert reliability.axes[0].get_xlabel() == "probabilité de pneumonie prédite"
     assert at_threshold.startswith("Au seuil de **")
-    assert on_threshold(FRENCH, result, 0.0).startswith("Au seuil de **0.00**")
+    assert on_threshold(FRENCH, result, 0.0).startswith("Au seuil de **0,00**")  # a decimal comma
     assert skipped.visible and skipped.value["headers"] == ["fichier", "raison"]
     reasons = dict(skipped.value["data"])
     assert "un fichier texte, pas une image" in reasons["NORMAL/notes.jpg"]

@@ -16,6 +16,7 @@ from cxr_pneumonia.examples import FoundExample, content_digest
 from cxr_pneumonia.explain import METHODS
 from cxr_pneumonia.imaging import ImageDecodeError, read_file_bytes
 from cxr_pneumonia.service import Analysis, PneumoniaService, Prepared, UnknownVersionError
+from cxr_pneumonia.site_profile import ProfileMismatchError, SiteProfile
 from ui import render
 from ui.files import cache_jpeg, is_upload, remove_later, wait_for_file
 from ui.messages import language_of, text
@@ -61,6 +62,11 @@ def unknown_version(error: UnknownVersionError) -> UserMistake:
     return UserMistake("unknown version", lambda language: render.unknown_version_message(error, language))
 
 
+def share(percent: float) -> float:
+    """The prevalence control's percent (1-99) as a share."""
+    return min(max(float(percent), 1.0), 99.0) / 100.0
+
+
 def deselect(count: int) -> list[gr.Gallery]:
     """Updates that clear the selection of `count` example galleries."""
     return [gr.Gallery(selected_index=None) for _ in range(count)]
@@ -91,14 +97,19 @@ class PageHandlers:
             raise unknown_version(error) from None
         except FileNotFoundError:
             raise UserMistake.plain("file_gone") from None
+        except ProfileMismatchError as error:
+            values = error.values
+            raise UserMistake("site profile of another model", lambda language: text(
+                "site_profile_other_model", language, **values)) from None
 
     def analyse_path(self, path: str, method: str, opacity: float, version: str, show_boxes: bool,
-                     example: FoundExample | None = None) -> Current:
-        """Decode, gate, predict and map one file; an upload is removed from disk soon after."""
+                     example: FoundExample | None = None, profile: SiteProfile | None = None) -> Current:
+        """Decode, gate, predict and map one file (at `profile`'s threshold when given); an upload is removed from
+        disk soon after."""
         def work() -> Current:
             if not wait_for_file(path):
                 raise UserMistake.plain("file_gone")
-            prepared = self.service.prepare_file(path, version or None)
+            prepared = self.service.prepare_file(path, version or None, profile)
             return Current(prepared, self.service.analyze_prepared(prepared, method, opacity, show_boxes),
                            show_boxes, example)
         try:
@@ -154,12 +165,12 @@ class PageHandlers:
 
     def analyse(self, path_of: Callable[[], str], settings: tuple, language: str,
                 example: FoundExample | None = None) -> tuple:
-        method, opacity, version, show_boxes, prevalence = settings
+        method, opacity, version, show_boxes, prevalence, profile = settings
         try:
-            current = self.analyse_path(path_of(), method, opacity, version, show_boxes, example)
+            current = self.analyse_path(path_of(), method, opacity, version, show_boxes, example, profile)
         except UserMistake as error:
             return self.failure(error, language)
-        return self.result(current, prevalence, language)
+        return self.result(current, share(prevalence), language)
 
     def on_analyze(self, request: gr.Request, image: str | None, upload: str | None, *settings: Any) -> tuple:
         """The Analyze button: the one file on screen."""
@@ -183,14 +194,38 @@ class PageHandlers:
                     *self.analyse(lambda: str(item.path), settings, language_of(request), item))
         return handle
 
-    def on_load(self, groups: list[list[FoundExample]], thumbnails: list[list[str]]) -> Callable:
-        """When the page opens: the example galleries, captioned in the visitor's language."""
-        def handle(request: gr.Request) -> list[gr.Gallery]:
+    def on_load(self, groups: list[list[FoundExample]], thumbnails: list[list[str]],
+                examples: list[FoundExample]) -> Callable:
+        """When the page opens: the example galleries and the lab's example picker, captioned in the visitor's
+        language."""
+        def handle(request: gr.Request) -> list:
             language = language_of(request)
-            return [gr.Gallery([(path, render.example_caption(item, language))
-                                for item, path in zip(items, paths, strict=True)])
-                    for items, paths in zip(groups, thumbnails, strict=True)]
+            galleries = [gr.Gallery([(path, render.example_caption(item, language))
+                                     for item, path in zip(items, paths, strict=True)])
+                         for items, paths in zip(groups, thumbnails, strict=True)]
+            picker = gr.Dropdown([(render.example_choice(item, language), index)
+                                  for index, item in enumerate(examples)])
+            return [*galleries, picker]
         return handle
+
+    def on_lab_input(self, examples: list[FoundExample]) -> Callable:
+        """The lab's own Explain button: the uploaded X-ray, else the example picked, analysed as on the Result
+        tab (which then shows it too); the lab's maps and checks follow."""
+        def handle(request: gr.Request, index: int | None, upload: str | None, *settings: Any) -> tuple:
+            language = language_of(request)
+            if upload:
+                return self.analyse(lambda: upload, settings, language)
+            if index is None:
+                return self.failure(UserMistake.plain("lab_nothing_picked"), language)
+            item = examples[int(index)]
+            return self.analyse(lambda: str(item.path), settings, language, item)
+        return handle
+
+    def clear_lab_if_open(self, is_open: bool) -> tuple:
+        """Empty the lab's randomised maps, captions, tables and curves before they are computed again."""
+        if not is_open:
+            return (*[gr.skip()] * (2 * len(METHODS)), gr.skip(), gr.skip(), gr.skip())
+        return (*[None] * len(METHODS), *[""] * len(METHODS), "", None, "")
 
     # --- changing the view of the cached result ------------------------------------------------------------------
 
@@ -201,7 +236,7 @@ class PageHandlers:
             return gr.skip()
         analysis = self.workers.submit(self.service.remap, current.prepared, current.analysis, method, opacity,
                                        show_boxes).result()
-        return self.result(replace(current, analysis=analysis, show_boxes=show_boxes), prevalence,
+        return self.result(replace(current, analysis=analysis, show_boxes=show_boxes), share(prevalence),
                            language_of(request))
 
     def on_blend(self, request: gr.Request, current: Current | None, opacity: float, show_boxes: bool,
@@ -210,18 +245,18 @@ class PageHandlers:
         if current is None:
             return gr.skip()
         analysis = self.service.reblend(current.prepared, current.analysis, opacity, show_boxes)
-        return self.result(replace(current, analysis=analysis, show_boxes=show_boxes), prevalence,
+        return self.result(replace(current, analysis=analysis, show_boxes=show_boxes), share(prevalence),
                            language_of(request))
 
     def on_prevalence(self, request: gr.Request, current: Current | None, prevalence: float) -> tuple:
         """Another prevalence: the cached prediction's probability at it, no model runs."""
         if current is None or current.analysis.refused:
             return gr.skip(), gr.skip()
-        return (render.prevalence_markdown(current.analysis.prediction, prevalence, language_of(request)),
-                current.analysis.as_json(prevalence))
+        return (render.prevalence_markdown(current.analysis.prediction, share(prevalence), language_of(request)),
+                current.analysis.as_json(share(prevalence)))
 
     def on_version(self, request: gr.Request, current: Current | None, version: str, method: str, opacity: float,
-                   show_boxes: bool, prevalence: float) -> tuple:
+                   show_boxes: bool, prevalence: float, profile: SiteProfile | None) -> tuple:
         """Another model version: its panel and, if an image is on screen, its analysis by that version."""
         language = language_of(request)
         try:
@@ -234,10 +269,27 @@ class PageHandlers:
                     prevalence_control)
 
         def work() -> Current:
-            prepared = self.service.prepare_again(current.prepared, version or None)
+            prepared = self.service.prepare_again(current.prepared, version or None, profile)
             return replace(current, prepared=prepared,
                            analysis=self.service.analyze_prepared(prepared, method, opacity, show_boxes))
-        return (*self.result(self.workers.submit(work).result(), prevalence, language), prevalence_control)
+        try:
+            again = self.on_workers(work)
+        except UserMistake as error:
+            return (*self.failure(error, language), gr.skip())
+        return (*self.result(again, share(prevalence), language), prevalence_control)
+
+    def on_site_profile(self, request: gr.Request, profile: SiteProfile | None, current: Current | None,
+                        method: str, opacity: float, version: str, show_boxes: bool, prevalence: float) -> tuple:
+        """A site profile put to use on this page, or dropped: the note above the answer and the image on screen
+        decided again (no file is read)."""
+        language = language_of(request)
+        note = (gr.Row(visible=profile is not None or self.service.site_profile is not None),
+                render.site_note(profile or self.service.site_profile, language),
+                gr.Button(visible=profile is not None))
+        if current is None:
+            return (*note, *[gr.skip()] * 9)
+        return (*note, *self.on_version(request, current, version, method, opacity, show_boxes, prevalence,
+                                        profile)[:-1])
 
     # --- the lab -------------------------------------------------------------------------------------------------
 

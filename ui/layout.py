@@ -14,6 +14,7 @@ from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS
 from cxr_pneumonia.service import PneumoniaService
 from ui import render
 from ui.api import ApiEndpoints
+from ui.controls import ClampedSlider
 from ui.files import CachedJpegImage, RawImageUpload, thumbnail
 from ui.handlers import PageHandlers
 from ui.messages import DEFAULT_LANGUAGE, FixedText, text
@@ -77,7 +78,9 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
         gr.Markdown(fixed("title"))
         gr.Markdown(fixed("subtitle"), elem_id="subtitle")
         gr.Markdown(fixed("disclaimer"), elem_id="disclaimer")
-        with gr.Tabs():
+        # The site profile this visitor put to use (from "Your data"), for this session only: nothing is kept.
+        site_state = gr.State(None, time_to_live=60 * 60)
+        with gr.Tabs() as tabs:
             with gr.Tab(fixed("result_tab"), id="result-tab") as result_tab, gr.Row():
                 with gr.Column(scale=4, min_width=300):
                     with gr.Tab(fixed("image_tab")):
@@ -97,22 +100,30 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                             label=fixed(f"gallery_{population}"),
                             show_label=False, columns=3, height="auto", allow_preview=False, interactive=False,
                             object_fit="contain", elem_id=f"examples-{population}", elem_classes=["example-gallery"]))
-                    with gr.Accordion(fixed("settings"), open=True):
-                        method_input = gr.Radio(list(METHODS), value=DEFAULT_METHOD, label=fixed("method"))
-                        boxes_input = gr.Checkbox(False, label=fixed("boxes"), info=fixed("boxes_info"))
-                        opacity_input = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label=fixed("opacity"))
-                        prevalence_input = gr.Slider(
-                            0.01, 0.99, value=DEFAULT_PREVALENCE, step=0.01, label=fixed("prevalence"),
-                            info=fixed("prevalence_info"), elem_id="prevalence",
-                            interactive=info["calibrated_prevalence"] is not None)
+                    with gr.Accordion(fixed("model_version"), open=False):
                         version_input = version_picker(service, fixed)
                 with gr.Column(scale=6, min_width=300, elem_id="result"):
+                    with gr.Row(visible=service.site_profile is not None, elem_id="site-row") as site_row:
+                        site_note = gr.Markdown(fixed.made("site_note", lambda language: render.site_note(
+                            service.site_profile, language)), elem_id="site-note")
+                        own_threshold_button = gr.Button(fixed("site_own_threshold"), size="sm", scale=0,
+                                                         min_width=160, elem_id="own-threshold",
+                                                         visible=service.site_profile is None)
                     decision_output = gr.Markdown(elem_id="decision")
                     # The divider starts near the left edge so that the heatmap, not the original, fills the view.
                     heatmap_output = gr.ImageSlider(label=fixed("heatmap"), type="filepath", max_height=430,
                                                     interactive=False, elem_id="heatmap", slider_position=15)
+                    # The controls that change the view sit under what they change, folded until wanted.
+                    with gr.Accordion(fixed("heatmap_settings"), open=False, elem_id="heatmap-settings"):
+                        method_input = gr.Radio(list(METHODS), value=DEFAULT_METHOD, label=fixed("method"))
+                        opacity_input = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label=fixed("opacity"))
+                        boxes_input = gr.Checkbox(False, label=fixed("boxes"), info=fixed("boxes_info"))
                     reference_output = gr.Markdown(elem_id="reference")
                     prevalence_output = gr.Markdown(elem_id="prevalence-result")
+                    prevalence_input = ClampedSlider(
+                        1, 99, value=round(100 * DEFAULT_PREVALENCE), step=1, label=fixed("prevalence"),
+                        info=fixed("prevalence_info"), elem_id="prevalence",
+                        interactive=info["calibrated_prevalence"] is not None)
                     label_output = gr.Label(num_top_classes=2, label=fixed("probabilities"), elem_id="probabilities")
                     with gr.Accordion(fixed("details"), open=False):
                         details_output = gr.Markdown(elem_id="details")
@@ -124,6 +135,13 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                         model_panel = gr.Markdown(fixed.made("model_panel", lambda language: render.model_markdown(
                             info, language)), elem_id="model-panel")
             with gr.Tab(fixed("lab_tab"), id="lab-tab", elem_id="compare-tab") as lab_tab:
+                with gr.Row(equal_height=True, elem_id="lab-input"):
+                    lab_example = gr.Dropdown(  # captioned in the visitor's language when the page loads
+                        [(item.path.name, index) for index, item in enumerate(examples)], value=None,
+                        label=fixed("lab_example"), elem_id="lab-example", scale=3)
+                    lab_upload = RawImageUpload(type="filepath", label=fixed("lab_upload"), sources=["upload"],
+                                                height=120, elem_id="lab-upload", scale=2)
+                    lab_button = gr.Button(fixed("lab_run"), variant="primary", elem_id="lab-run", scale=1)
                 lab_summary = gr.Markdown(fixed("analyse_first"), elem_id="compare-summary")
                 maps, randomised, captions = [], [], []
                 with gr.Row(elem_id="compare-maps"):
@@ -141,20 +159,23 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                         faithfulness_summary = gr.Markdown(elem_id="faithfulness", elem_classes=["lab-table"])
                 with gr.Accordion(fixed("lab_json"), open=False):
                     lab_json = gr.JSON(label=fixed("lab_json"))
-            build_your_data_tab(service, workers, retention_seconds, fixed)
+            build_your_data_tab(service, workers, retention_seconds, fixed, site_state, tabs)
         current = gr.State(None, time_to_live=15 * 60)
         comparison = gr.State(None, time_to_live=15 * 60)
         lab_open = gr.State(False)
 
-        settings = [method_input, opacity_input, version_input, boxes_input, prevalence_input]
+        settings = [method_input, opacity_input, version_input, boxes_input, prevalence_input, site_state]
         result = [decision_output, heatmap_output, label_output, prevalence_output, details_output, reference_output,
                   model_panel, json_output, current]
         lab_maps = [lab_summary, *maps, *captions, lab_json, comparison]
         lab_checks = [*randomised, *captions, sanity_summary, curves_output, faithfulness_summary]
 
-        def then_lab(event):
-            """After a new result: scroll it into view, and refresh the lab if its tab is open."""
-            event.then(None, js=SCROLL_TO_RESULT).then(
+        def then_lab(event, scroll: bool = True):
+            """After a new result: scroll it into view, and refresh the lab if its tab is open (its old tables
+            cleared first, so that no table stands under another image's maps)."""
+            if scroll:
+                event = event.then(None, js=SCROLL_TO_RESULT)
+            event.then(handlers.clear_lab_if_open, lab_open, lab_checks, **PRIVATE).then(
                 handlers.lab_if_open, [lab_open, current, opacity_input], lab_maps, **PRIVATE).then(
                 handlers.lab_checks_if_open, [lab_open, current, comparison, opacity_input], lab_checks, **PRIVATE)
 
@@ -170,16 +191,25 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                             result, **PRIVATE)
         for control in (opacity_input.release, boxes_input.input):
             control(handlers.on_blend, [current, opacity_input, boxes_input, prevalence_input], result, **PRIVATE)
-        prevalence_input.release(handlers.on_prevalence, [current, prevalence_input],
-                                 [prevalence_output, json_output], **PRIVATE)
+        prevalence_input.input(handlers.on_prevalence, [current, prevalence_input],
+                               [prevalence_output, json_output], show_progress="hidden", trigger_mode="always_last",
+                               **PRIVATE)
         then_lab(version_input.input(handlers.on_version, [current, version_input, method_input, opacity_input,
-                                                           boxes_input, prevalence_input],
+                                                           boxes_input, prevalence_input, site_state],
                                      [*result, prevalence_input], **PRIVATE))
+        own_threshold_button.click(lambda: None, None, site_state, **PRIVATE)
+        then_lab(site_state.change(handlers.on_site_profile, [site_state, current, method_input, opacity_input,
+                                                             version_input, boxes_input, prevalence_input],
+                                   [site_row, site_note, own_threshold_button, *result], **PRIVATE))
+        then_lab(lab_button.click(handlers.on_lab_input(examples), [lab_example, lab_upload, *settings], result,
+                                  **PRIVATE), scroll=False)
         lab_tab.select(lambda: True, None, lab_open, **PRIVATE).then(
+            handlers.clear_lab_if_open, lab_open, lab_checks, **PRIVATE).then(
             handlers.on_lab_maps, [current, opacity_input], lab_maps, **PRIVATE).then(
             handlers.on_lab_checks, [current, comparison, opacity_input], lab_checks, **PRIVATE)
         result_tab.select(lambda: False, None, lab_open, **PRIVATE)
-        demo.load(handlers.on_load(list(groups.values()), thumbnails), None, galleries, **PRIVATE)
+        demo.load(handlers.on_load(list(groups.values()), thumbnails, examples), None, [*galleries, lab_example],
+                  **PRIVATE)
         demo.load(None, js=window_title())
         add_api(demo, endpoints, image_input, file_input, settings, decision_output, label_output, model_panel,
                 json_output, lab_summary, lab_json)
@@ -190,7 +220,7 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
 def add_api(demo: gr.Blocks, endpoints: ApiEndpoints, image_input, file_input, settings, decision_output,
             label_output, model_panel, json_output, lab_summary, lab_json) -> None:
     """/predict, /compare and /model_info for programs, on components the page never triggers."""
-    method_input, opacity_input, version_input, boxes_input, _ = settings
+    method_input, opacity_input, version_input, boxes_input = settings[:4]
     with gr.Column(visible=False):
         trigger = gr.Button()
         # Not the page's slider, whose bounds would refuse 0 and 1 with a traceback: ApiEndpoints checks it.

@@ -3,6 +3,7 @@ language (`language`: a key of ui.messages.TABLES)."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 
 import numpy as np
@@ -16,6 +17,7 @@ from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.lab import RandomisationCheck, curves_figure
 from cxr_pneumonia.model import Prediction
 from cxr_pneumonia.service import Analysis, Comparison, LabChecks, MethodView, UnknownVersionError
+from cxr_pneumonia.site_profile import SiteProfile
 from ui.messages import TABLES, text
 
 
@@ -34,13 +36,25 @@ def decision_markdown(analysis: Analysis, show_boxes: bool, language: str) -> st
     prediction = analysis.prediction
     percent = 100 * prediction.pneumonia_probability
     key = {"PNEUMONIA": "decision_pneumonia", "NORMAL": "decision_normal"}.get(prediction.answer, "decision_uncertain")
-    lines = [text(key, language, percent=percent),
-             text("heatmap_line", language, method=analysis.method, label=class_name(prediction.label, language))]
+    lines = [text(key, language, percent=percent)]
+    if (site := analysis.model_info.get("site_profile")) is not None:
+        lines.append(text("decision_at_site", language, site=html.escape(site["site"]), n=site["n_normal"],
+                          threshold=100 * site["threshold"]))
+    lines.append(text("heatmap_line", language, method=analysis.method, label=class_name(prediction.label, language)))
     if show_boxes:
         lines.append(box_sentence(analysis, language) if analysis.boxes else text("no_boxes", language))
     elif analysis.boxes:
         lines.append(text("boxes_hint", language))
     return "\n\n".join(line for line in lines if line)
+
+
+def site_note(profile: SiteProfile | None, language: str) -> str:
+    """Above the answer while a site profile is in use: whose threshold decides, and how sure its specificity is."""
+    if profile is None:
+        return ""
+    return text("site_note", language, site=html.escape(profile.site), n=profile.n_normal,
+                threshold=100 * profile.threshold, specificity=100 * profile.expected_specificity,
+                lower=100 * profile.specificity_lower_bound)
 
 
 def box_sentence(analysis: Analysis, language: str) -> str:
@@ -113,6 +127,12 @@ def example_caption(example: FoundExample, language: str) -> str:
     """A thumbnail's caption: the reference label and why the example was chosen."""
     return text("example_caption", language, label=class_name(example.example.label, language),
                 kind=text(f"example_{example.example.kind}", language))
+
+
+def example_choice(example: FoundExample, language: str) -> str:
+    """An example in the lab's picker: its population, reference label and why it was chosen."""
+    return text("example_choice", language, population=text(f"population_{example.example.population}", language),
+                caption=example_caption(example, language))
 
 
 def reference_markdown(example: FoundExample | None, language: str) -> str:

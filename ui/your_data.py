@@ -10,17 +10,28 @@ as the result's do.
 from __future__ import annotations
 
 import html
+import json
 import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from cxr_pneumonia.config import LABELS, MAX_ZIP_IMAGES, MAX_ZIP_TOTAL_BYTES
+from cxr_pneumonia.config import (
+    DEFAULT_TARGET_SPECIFICITY,
+    LABELS,
+    MAX_ZIP_IMAGES,
+    MAX_ZIP_TOTAL_BYTES,
+    MIN_PROFILE_NORMALS,
+    MIN_PROFILE_PNEUMONIAS,
+    PROFILE_TARGET_RANGE,
+    RECOMMENDED_PROFILE_NORMALS,
+)
 from cxr_pneumonia.evaluation import (
     Evaluation,
     ImageResult,
@@ -41,9 +52,11 @@ from cxr_pneumonia.evaluation_plots import (
 from cxr_pneumonia.imaging import ImageDecodeError
 from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
 from cxr_pneumonia.service import Analysis, PneumoniaService
+from cxr_pneumonia.site_profile import ProfileError, SiteProfile, read_site_profile
 from ui import render
+from ui.controls import ClampedSlider
 from ui.files import cache_jpeg, remove_later
-from ui.messages import TABLES, FixedText, language_of, text
+from ui.messages import TABLES, FixedText, counted, language_of, number, text
 
 GALLERY_ERRORS = 12  # the most confident errors analysed in full for the gallery
 
@@ -52,8 +65,9 @@ STATE_SECONDS = 15 * 60  # an evaluation and its analysed errors stay in memory 
 
 
 def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_seconds: float,
-                        fixed: FixedText) -> None:
-    """The "Your data" tab inside the current gr.Tabs, with its events wired; its fixed text is the page's `fixed`."""
+                        fixed: FixedText, site_state: gr.State, tabs: gr.Tabs) -> None:
+    """The "Your data" tab inside the current gr.Tabs, with its events wired; its fixed text is the page's `fixed`.
+    "Use it on this page" puts a site profile into the page's `site_state` and shows the Result tab."""
     with gr.Tab(fixed("your_data_tab"), elem_id="your-data-tab"):
         gr.Markdown(fixed("your_data_intro", max_images=MAX_ZIP_IMAGES, max_megabytes=MAX_ZIP_TOTAL_BYTES / 1e6))
         with gr.Row():
@@ -80,6 +94,7 @@ def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_
                                elem_id="your-data-skipped")
         evaluation_state = gr.State(None, time_to_live=STATE_SECONDS)
         analyses_state = gr.State([], time_to_live=STATE_SECONDS)
+        site = build_site_section(fixed)
 
     button.click(evaluation_handler(service, workers, retention_seconds), upload,
                  [upload, summary, confusion, roc, reliability, slider, at_threshold, download, errors, skipped,
@@ -88,6 +103,12 @@ def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_
                   show_progress="hidden")
     errors.select(error_shower(retention_seconds), analyses_state, [error_original, error_heatmap, error_decision],
                   api_visibility="private")
+    shown = [site.summary, site.download, site.use, site.fitted]
+    site.fit.click(fit_handler(service, workers, retention_seconds), [upload, site.name, site.target], shown,
+                   api_visibility="private")
+    site.upload.upload(profile_loader(service), site.upload, [site.upload, *shown], api_visibility="private")
+    site.use.click(lambda profile: (profile, gr.Tabs(selected="result-tab")), site.fitted, [site_state, tabs],
+                   api_visibility="private")
 
 
 def evaluation_handler(service: PneumoniaService, workers: Executor, retention_seconds: float) -> Callable:
@@ -109,9 +130,11 @@ def evaluation_handler(service: PneumoniaService, workers: Executor, retention_s
         except ArchiveError as error:
             raise gr.Error(archive_message(error, language), title=text("your_data_refused_title", language)) \
                 from None
-        Path(zip_path).unlink(missing_ok=True)  # Gradio's copy of the upload: nothing is kept
-        return (None, summary_markdown(result, loaded.version or loaded.location.revision, language),
-                *figures(result, language), gr.update(value=result.threshold),
+        # Gradio's copy of the upload stays while the tab's results do (for "Fit a threshold"), then goes.
+        remove_later([zip_path], STATE_SECONDS)
+        return (gr.skip(), summary_markdown(result, loaded.version or loaded.location.revision, language,
+                                            Path(zip_path).name),
+                *figures(result, language), gr.update(value=round(result.threshold, 2)),
                 threshold_text(result, result.threshold, language), gr.update(value=write_csv(result), visible=True),
                 gallery_items(analyses, retention_seconds, language), skipped_table(result, language), result,
                 analyses)
@@ -166,10 +189,10 @@ def progress_reporter(progress: gr.Progress, language: str) -> Callable[[int, in
 
 
 def rounded(value: float | None, language: str) -> str:
-    return text("your_data_not_measured", language) if value is None else f"{value:.3f}"
+    return text("your_data_not_measured", language) if value is None else number(value, ".3f", language)
 
 
-def summary_markdown(result: Evaluation, version: str, language: str) -> str:
+def summary_markdown(result: Evaluation, version: str, language: str, name: str = "") -> str:
     """The headline: how many images, the metrics with their 95 % intervals, refusals, UNCERTAIN, notes."""
     counts, metrics = result.counts, result.metrics()
     layout = text("your_data_layout_csv" if result.layout == "labels.csv" else "your_data_layout_folders", language)
@@ -180,10 +203,12 @@ def summary_markdown(result: Evaluation, version: str, language: str) -> str:
                           value=rounded(metrics[key], language), low=rounded(low, language),
                           high=rounded(high, language)))
     share = counts["n_refused"] / counts["n"] if counts["n"] else 0.0
-    gate = (text("your_data_refused_share", language, share=share, **counts) if result.input_gate
+    gate = (text(counted("your_data_refused_share", counts["n_refused"], language), language, share=share, **counts)
+            if result.input_gate
             else text("your_data_no_gate", language))
     paragraphs = [text("your_data_summary_head", language, n=counts["n"], layout=layout, version=version,
-                       threshold=result.threshold), "\n".join(table), *notes(result, language), gate]
+                       threshold=result.threshold, name=html.escape(name)), "\n".join(table),
+                  *notes(result, language), gate]
     if counts["n_uncertain"]:
         paragraphs.append(text("your_data_uncertain", language, **counts))
     if counts["n_unreadable"]:
@@ -274,3 +299,126 @@ def error_shower(retention_seconds: float) -> Callable:
         return *paths, f"{heading}\n\n{error_decision(analysis, language)}"
 
     return show_error
+
+
+# --- a site threshold fitted on these X-rays (cxr_pneumonia.site_profile) ---------------------------------------
+
+@dataclass(frozen=True)
+class SiteSection:
+    """The components of "Fit a threshold for these X-rays"."""
+
+    name: gr.Textbox
+    target: gr.Slider
+    fit: gr.Button
+    summary: gr.Markdown
+    download: gr.DownloadButton
+    use: gr.Button
+    upload: gr.File
+    fitted: gr.State
+
+
+def build_site_section(fixed: FixedText) -> SiteSection:
+    """The fitting controls, the fitted profile's figures, its download, "Use it on this page" and the upload of a
+    saved profile."""
+    with gr.Accordion(fixed("site_fit_title"), open=True, elem_id="site-fit"):
+        gr.Markdown(fixed("site_fit_intro", minimum=MIN_PROFILE_NORMALS, recommended=RECOMMENDED_PROFILE_NORMALS))
+        with gr.Row(equal_height=True):
+            name = gr.Textbox(label=fixed("site_name"), placeholder=fixed("site_name_placeholder"), max_length=64,
+                              elem_id="site-name")
+            low, high = PROFILE_TARGET_RANGE
+            target = ClampedSlider(round(100 * low), round(100 * high), value=round(100 * DEFAULT_TARGET_SPECIFICITY),
+                                   step=1, label=fixed("site_target"), elem_id="site-target")
+        fit = gr.Button(fixed("site_fit_button"), variant="primary", elem_id="site-fit-button")
+        summary = gr.Markdown(elem_id="site-fitted")
+        with gr.Row():
+            download = gr.DownloadButton(fixed("site_download"), visible=False, elem_id="site-download")
+            use = gr.Button(fixed("site_use"), variant="primary", visible=False, elem_id="site-use")
+        upload = gr.File(label=fixed("site_upload"), file_types=[".json"], type="filepath", height=90,
+                         elem_id="site-upload")
+    return SiteSection(name, target, fit, summary, download, use, upload, gr.State(None, time_to_live=STATE_SECONDS))
+
+
+def fit_handler(service: PneumoniaService, workers: Executor, retention_seconds: float) -> Callable:
+    """The Fit button's handler: the zip's X-rays scored with progress, the profile fitted and offered."""
+    submit = on_executor(workers)
+
+    def fit(request: gr.Request, zip_path: str | None, site: str, target: float,
+            progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        language = language_of(request)
+        if not zip_path:
+            raise gr.Error(text("your_data_no_zip", language), title=text("your_data_no_zip_title", language))
+        progress(0, desc=text("your_data_opening", language))
+        try:
+            with open_labelled_zip(zip_path) as archive:
+                profile = service.fit_profile(archive, site, target / 100, None, submit,
+                                              progress_reporter(progress, language))
+        except ArchiveError as error:
+            raise gr.Error(archive_message(error, language), title=text("site_refused_title", language)) from None
+        except ProfileError as error:
+            raise gr.Error(profile_message(error, language), title=text("site_refused_title", language)) from None
+        return offered(profile, retention_seconds, language)
+
+    return fit
+
+
+def profile_loader(service: PneumoniaService) -> Callable:
+    """The upload of a saved profile: read, checked against the served model, offered as if just fitted."""
+
+    def load(request: gr.Request, path: str | None):
+        language = language_of(request)
+        if not path:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            profile = read_site_profile(path)
+            service.serving(None, profile)  # ProfileMismatchError for another model's
+        except ProfileError as error:
+            raise gr.Error(profile_message(error, language), title=text("site_refused_title", language)) from None
+        finally:
+            Path(path).unlink(missing_ok=True)  # Gradio's copy of the upload: nothing is kept
+        return None, profile_markdown(profile, language), gr.DownloadButton(visible=False), gr.Button(visible=True), \
+            profile
+
+    return load
+
+
+def offered(profile: SiteProfile, retention_seconds: float, language: str) -> tuple:
+    """The fitted profile's figures, its file to download (removed after a while) and "Use it on this page"."""
+    path = write_profile(profile)
+    remove_later([path], max(retention_seconds, STATE_SECONDS))
+    return (profile_markdown(profile, language), gr.DownloadButton(value=path, visible=True),
+            gr.Button(visible=True), profile)
+
+
+def profile_message(error: ProfileError, language: str) -> str:
+    """Why a profile cannot be fitted or used, from its code."""
+    key = f"site_error_{error.code}"
+    return text(key, language, **error.values) if key in TABLES[language] else text("site_error_malformed", language)
+
+
+def profile_markdown(profile: SiteProfile, language: str) -> str:
+    """The threshold, the expected specificity with its lower bound, the sensitivity when pneumonias were given,
+    and the warnings."""
+    lines = [text("site_fitted", language, site=html.escape(profile.site), threshold=100 * profile.threshold,
+                  n=profile.n_normal, refused=profile.n_refused, target=100 * profile.target_specificity,
+                  specificity=100 * profile.expected_specificity, lower=100 * profile.specificity_lower_bound)]
+    if profile.sensitivity is not None:
+        low, high = profile.sensitivity_interval
+        lines.append(text("site_sensitivity", language, sensitivity=100 * profile.sensitivity, low=100 * low,
+                          high=100 * high, n=profile.n_pneumonia))
+    else:
+        lines.append(text("site_no_sensitivity", language, n=profile.n_pneumonia, minimum=MIN_PROFILE_PNEUMONIAS))
+    lines += [text(f"site_warning_{warning}", language, recommended=RECOMMENDED_PROFILE_NORMALS)
+              for warning in profile.warnings]
+    lines.append(text("site_model", language, version=profile.model_version))
+    return "\n\n".join(lines)
+
+
+def write_profile(profile: SiteProfile) -> str:
+    """The profile as a JSON file in Gradio's cache folder, for the download button; its path."""
+    folder = Path(get_upload_folder())
+    folder.mkdir(parents=True, exist_ok=True)
+    slug = "".join(character if character.isalnum() else "-" for character in profile.site)[:40].strip("-") or "site"
+    descriptor, path = tempfile.mkstemp(dir=folder, prefix=f"site-profile-{slug}-", suffix=".json")
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(profile.to_json(), handle, indent=2)
+    return path

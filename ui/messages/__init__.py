@@ -4,6 +4,8 @@ the language the request asks for. A key missing from a table is an error, never
 
 from __future__ import annotations
 
+import numbers
+import string
 from collections.abc import Callable
 
 import gradio as gr
@@ -15,10 +17,42 @@ TABLES: dict[str, dict[str, str]] = {"en": en.MESSAGES, "fr": fr.MESSAGES}
 DEFAULT_LANGUAGE = "en"
 
 
+class LocalFormatter(string.Formatter):
+    """str.format with numbers written the language's way: in French a decimal comma, a narrow no-break space
+    between thousands and before the percent sign (0,47; 1 234; 89 %)."""
+
+    def __init__(self, language: str):
+        super().__init__()
+        self.language = language
+
+    def format_field(self, value: object, format_spec: str) -> str:
+        formatted = super().format_field(value, format_spec)
+        if self.language != "fr" or isinstance(value, bool) or not isinstance(value, numbers.Number):
+            return formatted
+        formatted = formatted.replace(",", NARROW_SPACE).replace(".", ",")
+        return formatted[:-1] + NARROW_SPACE + "%" if formatted.endswith("%") else formatted
+
+
+NARROW_SPACE = "\u202f"
+
+
 def text(key: str, language: str, **values: object) -> str:
-    """The message `key` in `language` with `values` filled in; KeyError when that table lacks it."""
+    """The message `key` in `language` with `values` filled in, numbers written the language's way; KeyError when
+    that table lacks it."""
     message = TABLES[language][key]
-    return message.format(**values) if values else message
+    return LocalFormatter(language).format(message, **values) if values else message
+
+
+def counted(key: str, count: int, language: str) -> str:
+    """`key`, or its `_one` form where the language puts `count` in the singular (French: 0 and 1) and the table
+    has one."""
+    singular = count in (0, 1) if language == "fr" else count == 1
+    return f"{key}_one" if singular and f"{key}_one" in TABLES[language] else key
+
+
+def number(value: float, format_spec: str, language: str) -> str:
+    """One number written the language's way (see LocalFormatter)."""
+    return LocalFormatter(language).format_field(value, format_spec)
 
 
 def language_of(request: gr.Request | None) -> str:

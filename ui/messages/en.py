@@ -20,7 +20,8 @@ MESSAGES: dict[str, str] = {
     "gallery_adult": "Adults (RSNA Pneumonia Detection Challenge), held-out test split; the pneumonias have the "
                      "radiologists' boxes",
     "no_examples": "_No example images are available here (set EXAMPLES_DIR or EXAMPLES_REPO)._",
-    "settings": "Settings",
+    "model_version": "Model version",
+    "heatmap_settings": "Heatmap: method, opacity, radiologists' boxes",
     "method": "Explanation method",
     "boxes": "Show the radiologists' boxes",
     "boxes_info": "Only the adult pneumonia examples (RSNA test split) have them.",
@@ -29,8 +30,14 @@ MESSAGES: dict[str, str] = {
     "version_info": "Version tags on the Hub; switching loads that version once and keeps it.",
     "version_info_unlisted": "Version tags cannot be listed (the Hub is off or out of reach): only {version} is "
                              "served.",
-    "prevalence": "Pneumonia prevalence where the X-ray is read (%)",
+    "prevalence": "Pneumonia prevalence where the X-ray is read, in % (drag or type)",
     "prevalence_info": "50 % by default; for instance 5 % in screening, 30 % in an emergency department.",
+    "site_note": "**Deciding at the threshold fitted for {site}** on {n} normal X-rays ({threshold:.1f} %): about "
+                 "{specificity:.0f} % of that site's normal X-rays are expected to be called normal (at least "
+                 "{lower:.0f} %, one-sided 95 %).",
+    "site_own_threshold": "Use the model's own threshold",
+    "decision_at_site": "_At the threshold fitted for {site} on {n} normal X-rays ({threshold:.1f} %), not the "
+                        "model's own._",
     "result_tab": "Result",
     "lab_tab": "Explanation lab",
     "heatmap": "Original and heatmap (drag the slider)",
@@ -87,6 +94,10 @@ MESSAGES: dict[str, str] = {
                               "the prevalence its probability is calibrated for._",
     # --- examples ---
     "example_caption": "{label}, {kind}",
+    "example_choice": "{population}: {caption}",
+    "population_child": "Child",
+    "population_adult": "Adult",
+    "lab_nothing_picked": "Pick an example or upload a chest X-ray first.",
     "reference": "Radiologists' label: **{label}**, {source} ({kind}).",
     "source_chest_xray": "Kermany test split",
     "source_rsna_pneumonia": "RSNA test split",
@@ -136,7 +147,11 @@ MESSAGES: dict[str, str] = {
     "non_image_heif": "an HEIC or AVIF photo",
     "non_image_text": "a text file",
     # --- the explanation lab ---
-    "analyse_first": "Analyse an image first: the lab explains the image on the Result tab.",
+    "analyse_first": "Pick an example or upload a chest X-ray above and click **Explain**; the lab also explains "
+                     "the image on the Result tab.",
+    "lab_example": "An example",
+    "lab_upload": "Or your own chest X-ray",
+    "lab_run": "Explain",
     "lab_refused": "The input gate refused this image: there is nothing to explain.",
     "lab_intro": "Every method's map of the evidence for **{label}** (the model's decision), all {count} in "
                  "{ms:.0f} ms. The second image of each is the map of a copy of the model whose top layers are "
@@ -209,8 +224,8 @@ MESSAGES: dict[str, str] = {
     "your_data_opening": "Opening the zip",
     "your_data_progress": "{done} of {total} images analysed, about {left:.0f} s left",
     "your_data_analysing_errors": "Analysing the errors for the gallery",
-    "your_data_summary_head": "**{n} images evaluated** ({layout}) with the model {version} at its threshold "
-                              "{threshold:.2f}.",
+    "your_data_summary_head": "**{n} images of {name} evaluated** ({layout}) with the model {version} at its "
+                              "threshold {threshold:.2f}.",
     "your_data_layout_csv": "labels.csv",
     "your_data_layout_folders": "labelled by their NORMAL and PNEUMONIA folders",
     "your_data_metric_header": "| | value | 95 % interval |\n|---|---:|---|",
@@ -226,6 +241,8 @@ MESSAGES: dict[str, str] = {
                                 "classes, and specificity needs NORMAL images. Accuracy and sensitivity are shown._",
     "your_data_refused_share": "**Input gate:** refused {n_refused} of {n} images ({share:.0%}); as on the command "
                                "line, the metrics above count them with their probability.",
+    "your_data_refused_share_one": "**Input gate:** refused {n_refused} of {n} images ({share:.0%}); as on the "
+                                   "command line, the metrics above count it with its probability.",
     "your_data_no_gate": "**Input gate:** this model has none.",
     "your_data_uncertain": "**UNCERTAIN:** {n_uncertain} of {n} images fall in the model's uncertain band, where a "
                            "clinician must read the X-ray; the metrics take the decision at the threshold.",
@@ -316,4 +333,43 @@ probability fall).
 model's odds are multiplied by the ratio of the prior odds (Bayes' rule). The decision and the answer stay
 those of the model's threshold.
 """,
+    # --- a site threshold ---
+    "site_fit_title": "Fit a threshold for these X-rays (your site)",
+    "site_fit_intro": "The model ranks another hospital's X-rays well, but no threshold chosen on our two sources "
+                      "holds everywhere. Put at least {minimum} of your site's **normal** X-rays in the zip's NORMAL "
+                      "folder ({recommended} or more recommended; pneumonias in PNEUMONIA, if you have them, measure "
+                      "the sensitivity), choose the share of normal X-rays that must be called normal, and fit. The "
+                      "profile stays in this page and in the file you download: nothing is kept on the server.",
+    "site_name": "Site name",
+    "site_name_placeholder": "e.g. St Mary's radiology",
+    "site_target": "Target specificity, in % (normal X-rays called normal)",
+    "site_fit_button": "Fit a threshold",
+    "site_download": "Download the site profile (JSON)",
+    "site_use": "Use it on this page",
+    "site_upload": "Or load a saved site profile (.json)",
+    "site_refused_title": "Cannot fit or use this profile",
+    "site_error_too_few_normals": "Only {n} normal X-rays were accepted by the input gate; at least {needed} are "
+                                  "needed for a specificity of {target:.0%}.",
+    "site_error_bad_site": "Name the site (1 to {limit} characters).",
+    "site_error_bad_target": "The target specificity must lie between {low:.0%} and {high:.0%}.",
+    "site_error_malformed": "This file is not a site profile this app can read.",
+    "site_error_malformed_keys": "This file is not a site profile this app can read.",
+    "site_error_tampered": "This site profile was changed after it was fitted: fit it again rather than editing it.",
+    "site_error_other_model": "This site profile was fitted for model {fitted_for}; the model here is {served}. Fit "
+                              "it again on this model.",
+    "site_profile_other_model": "The site profile in use was fitted for model {fitted_for}, not {served}: use the "
+                                "model's own threshold, or fit a profile for this version.",
+    "site_fitted": "**Threshold for {site}: {threshold:.1f} %** (pneumonia probability at or above it is called "
+                   "pneumonia), fitted on {n} normal X-rays; the input gate refused {refused}. At a target of "
+                   "{target:.0f} %, about **{specificity:.1f} %** of this site's normal X-rays are expected to be "
+                   "called normal, and at least **{lower:.1f} %** (one-sided 95 % bound).",
+    "site_sensitivity": "On your {n} pneumonias, the sensitivity at this threshold is **{sensitivity:.0f} %** (95 % "
+                        "interval {low:.0f} to {high:.0f} %).",
+    "site_no_sensitivity": "_Sensitivity not measured: {n} pneumonia X-rays were given, {minimum} or more are "
+                           "needed._",
+    "site_warning_low_sensitivity": "**Warning:** the sensitivity is below 90 %: at this threshold the model misses "
+                                    "many pneumonias. Choose a lower target specificity.",
+    "site_warning_few_normals": "_Fewer than {recommended} normal X-rays: the figure is rough (see the bound); "
+                                "{recommended} or more are recommended._",
+    "site_model": "_Fitted for model {version}; it applies to that version only._",
 }

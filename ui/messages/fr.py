@@ -22,7 +22,8 @@ MESSAGES: dict[str, str] = {
     "gallery_adult": "Adultes (RSNA Pneumonia Detection Challenge), jeu de test réservé ; les pneumonies portent "
                      "les cadres tracés par les radiologues",
     "no_examples": "_Aucun exemple n'est disponible ici (définissez EXAMPLES_DIR ou EXAMPLES_REPO)._",
-    "settings": "Réglages",
+    "model_version": "Version du modèle",
+    "heatmap_settings": "Carte de chaleur : méthode, opacité, cadres des radiologues",
     "method": "Méthode d'explication",
     "boxes": "Afficher les cadres des radiologues",
     "boxes_info": "Seuls les exemples de pneumonie chez l'adulte (jeu de test RSNA) en ont.",
@@ -31,8 +32,14 @@ MESSAGES: dict[str, str] = {
     "version_info": "Versions publiées sur le Hub ; en choisir une la charge une fois et la garde.",
     "version_info_unlisted": "Impossible d'obtenir la liste des versions (Hub désactivé ou injoignable) : seule la "
                              "version {version} est servie.",
-    "prevalence": "Prévalence de la pneumonie là où la radiographie est lue (probabilité pré-test, %)",
+    "prevalence": "Prévalence de la pneumonie là où la radiographie est lue, en % (glisser ou saisir)",
     "prevalence_info": "50 % par défaut ; par exemple 5 % en dépistage, 30 % aux urgences.",
+    "site_note": "**Décision au seuil ajusté pour {site}** sur {n} radiographies normales ({threshold:.1f} %) : "
+                 "environ {specificity:.0f} % des radiographies normales de ce site devraient être dites normales "
+                 "(au moins {lower:.0f} %, unilatéral à 95 %).",
+    "site_own_threshold": "Revenir au seuil du modèle",
+    "decision_at_site": "_Au seuil ajusté pour {site} sur {n} radiographies normales ({threshold:.1f} %), non à "
+                        "celui du modèle._",
     "result_tab": "Résultat",
     "lab_tab": "Explications",
     "heatmap": "Original et carte de chaleur (faites glisser le curseur)",
@@ -96,6 +103,10 @@ MESSAGES: dict[str, str] = {
     "prevalence_unavailable": "_Le réglage de prévalence n'est pas disponible pour cette version du modèle : elle "
                               "n'indique pas la prévalence pour laquelle sa probabilité est calibrée._",
     # --- les exemples ---
+    "example_choice": "{population} : {caption}",
+    "population_child": "Enfant",
+    "population_adult": "Adulte",
+    "lab_nothing_picked": "Choisissez d'abord un exemple ou déposez une radiographie thoracique.",
     "example_caption": "{label}, {kind}",
     "reference": "Diagnostic des radiologues : **{label}**, {source} ({kind}).",
     "source_chest_xray": "jeu de test Kermany",
@@ -148,7 +159,11 @@ MESSAGES: dict[str, str] = {
     "non_image_heif": "une photo HEIC ou AVIF",
     "non_image_text": "un fichier texte",
     # --- le laboratoire d'explications ---
-    "analyse_first": "Analysez d'abord une image : le laboratoire explique l'image de l'onglet Résultat.",
+    "analyse_first": "Choisissez un exemple ou déposez une radiographie thoracique ci-dessus, puis cliquez sur "
+                     "**Expliquer** ; l'onglet explique aussi l'image de l'onglet Résultat.",
+    "lab_example": "Un exemple",
+    "lab_upload": "Ou votre propre radiographie thoracique",
+    "lab_run": "Expliquer",
     "lab_refused": "Le filtre d'entrée a refusé cette image : il n'y a rien à expliquer.",
     "lab_intro": "La carte des indices en faveur de **{label}** (la décision du modèle) selon chaque méthode, les "
                  "{count} en {ms:.0f} ms. La seconde image de chacune est la carte d'une copie du modèle dont les "
@@ -226,8 +241,8 @@ MESSAGES: dict[str, str] = {
     "your_data_opening": "Ouverture du zip",
     "your_data_progress": "{done} images analysées sur {total}, encore {left:.0f} s environ",
     "your_data_analysing_errors": "Analyse des erreurs pour la galerie",
-    "your_data_summary_head": "**{n} images évaluées** ({layout}) par le modèle {version}, à son seuil de décision de "
-                              "{threshold:.2f}.",
+    "your_data_summary_head": "**{n} images de {name} évaluées** ({layout}) par le modèle {version}, à son seuil "
+                              "de décision de {threshold:.2f}.",
     "your_data_layout_csv": "étiquettes lues dans labels.csv",
     "your_data_layout_folders": "étiquetées par leurs dossiers NORMAL et PNEUMONIA",
     "your_data_metric_header": "| | valeur | intervalle de confiance à 95 % |\n|---|---:|---|",
@@ -246,6 +261,8 @@ MESSAGES: dict[str, str] = {
                                 "sensibilité sont indiquées._",
     "your_data_refused_share": "**Filtre d'entrée :** {n_refused} images refusées sur {n} ({share:.0%}) ; comme en "
                                "ligne de commande, les mesures ci-dessus les comptent avec leur probabilité.",
+    "your_data_refused_share_one": "**Filtre d'entrée :** {n_refused} image refusée sur {n} ({share:.0%}) ; comme "
+                                   "en ligne de commande, les mesures ci-dessus la comptent avec sa probabilité.",
     "your_data_no_gate": "**Filtre d'entrée :** ce modèle n'en a pas.",
     "your_data_uncertain": "**INCERTAIN :** {n_uncertain} images sur {n} tombent dans la zone d'incertitude du modèle, "
                            "où un médecin doit lire la radiographie ; les mesures retiennent la décision prise au "
@@ -344,4 +361,46 @@ chuter).
 fréquente : la cote du modèle est multipliée par le rapport des cotes pré-test (théorème de Bayes). La décision
 et la réponse restent celles du seuil de décision du modèle.
 """,
+    # --- un seuil pour le site ---
+    "site_fit_title": "Ajuster un seuil pour ces radiographies (votre site)",
+    "site_fit_intro": "Le modèle classe bien les radiographies d'un autre hôpital, mais aucun seuil choisi sur nos "
+                      "deux sources ne tient partout. Mettez au moins {minimum} radiographies **normales** de votre "
+                      "site dans le dossier NORMAL du zip ({recommended} ou plus conseillées ; des pneumonies dans "
+                      "PNEUMONIA, si vous en avez, mesurent la sensibilité), choisissez la part des radiographies "
+                      "normales qui doit être dite normale, et ajustez. Le profil reste dans cette page et dans le "
+                      "fichier que vous téléchargez : rien n'est gardé sur le serveur.",
+    "site_name": "Nom du site",
+    "site_name_placeholder": "p. ex. radiologie de l'hôpital Sainte-Marie",
+    "site_target": "Spécificité visée, en % (radiographies normales dites normales)",
+    "site_fit_button": "Ajuster un seuil",
+    "site_download": "Télécharger le profil du site (JSON)",
+    "site_use": "L'utiliser sur cette page",
+    "site_upload": "Ou charger un profil de site enregistré (.json)",
+    "site_refused_title": "Impossible d'ajuster ou d'utiliser ce profil",
+    "site_error_too_few_normals": "Seules {n} radiographies normales ont été acceptées par le filtre d'entrée ; il "
+                                  "en faut au moins {needed} pour une spécificité de {target:.0%}.",
+    "site_error_bad_site": "Nommez le site (de 1 à {limit} caractères).",
+    "site_error_bad_target": "La spécificité visée doit être comprise entre {low:.0%} et {high:.0%}.",
+    "site_error_malformed": "Ce fichier n'est pas un profil de site que cette application sait lire.",
+    "site_error_malformed_keys": "Ce fichier n'est pas un profil de site que cette application sait lire.",
+    "site_error_tampered": "Ce profil de site a été modifié après son ajustement : ajustez-le à nouveau plutôt que de "
+                           "le modifier.",
+    "site_error_other_model": "Ce profil de site a été ajusté pour le modèle {fitted_for} ; le modèle ici est "
+                              "{served}. Ajustez-le à nouveau sur ce modèle.",
+    "site_profile_other_model": "Le profil de site utilisé a été ajusté pour le modèle {fitted_for}, non {served} : "
+                                "revenez au seuil du modèle, ou ajustez un profil pour cette version.",
+    "site_fitted": "**Seuil pour {site} : {threshold:.1f} %** (une probabilité de pneumonie égale ou supérieure est "
+                   "dite pneumonie), ajusté sur {n} radiographies normales ; le filtre d'entrée en a refusé "
+                   "{refused}. Pour une cible de {target:.0f} %, environ **{specificity:.1f} %** des radiographies "
+                   "normales de ce site devraient être dites normales, et au moins **{lower:.1f} %** (borne "
+                   "unilatérale à 95 %).",
+    "site_sensitivity": "Sur vos {n} pneumonies, la sensibilité à ce seuil est de **{sensitivity:.0f} %** "
+                        "(intervalle à 95 % de {low:.0f} à {high:.0f} %).",
+    "site_no_sensitivity": "_Sensibilité non mesurée : {n} radiographies de pneumonie fournies, il en faut {minimum} "
+                           "ou plus._",
+    "site_warning_low_sensitivity": "**Attention :** la sensibilité est inférieure à 90 % : à ce seuil le modèle "
+                                    "manque beaucoup de pneumonies. Choisissez une spécificité visée plus basse.",
+    "site_warning_few_normals": "_Moins de {recommended} radiographies normales : le chiffre est approximatif (voir "
+                                "la borne) ; {recommended} ou plus sont conseillées._",
+    "site_model": "_Ajusté pour le modèle {version} ; il ne vaut que pour cette version._",
 }
