@@ -26,7 +26,7 @@ from cxr_pneumonia.hub import HubSettings, configure_hub_timeouts
 from cxr_pneumonia.rest import API_PREFIX, create_rest_api
 from cxr_pneumonia.service import PneumoniaService
 from cxr_pneumonia.site_profile import read_site_profile
-from ui.layout import CSS, build_demo
+from ui.layout import CSS, THEME, build_demo
 
 CONCURRENCY_LIMIT = int(os.environ.get("CONCURRENCY_LIMIT", "2"))  # requests computed at once; README "Performance"
 MAX_QUEUE_SIZE = 64  # requests waiting for the model, on the page's queue and on the REST API's each
@@ -53,7 +53,7 @@ def create_server(host: str = "0.0.0.0", port: int = 7860) -> FastAPI:
     server.mount(API_PREFIX, api)
     return gr.mount_gradio_app(server, demo, path="/", server_name=host, server_port=port,
                                allowed_paths=[str(item.path.parent) for item in examples], show_error=True, css=CSS,
-                               i18n=demo.page_i18n)
+                               theme=THEME, i18n=demo.page_i18n)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Figures of an evaluation on the user's images: the confusion matrix, the ROC curve with the model's operating
 point, and the reliability diagram. Plain matplotlib Figures (no pyplot: safe in a server's threads). Each takes its
 words as `texts` (English by default; a page passes its own language's, as to lab.curves_figure), filled in by the
-figure with the numbers named in braces."""
+figure with the numbers named in braces, through `fill` (str.format by default; a page passes one that writes numbers
+its language's way)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -14,6 +15,12 @@ from cxr_pneumonia.config import LABELS
 from cxr_pneumonia.evaluation import Evaluation
 
 SMALL = 8
+Fill = Callable[..., str]  # fill(template, **values): the template with its numbers written in
+
+
+def plain_fill(template: str, **values: object) -> str:
+    return template.format(**values)
+
 CONFUSION_TEXTS = {"decision": "the model's decision", "truth": "your label",
                    "title": "At the model's threshold of {threshold:.2f}"}
 ROC_TEXTS = {"none": "No ROC curve:\nit needs images of both classes", "yours": "your images (AUC {auc:.3f})",
@@ -25,7 +32,7 @@ RELIABILITY_TEXTS = {"perfect": "perfect calibration", "yours": "your images",
 
 
 def confusion_figure(evaluation: Evaluation, texts: Mapping[str, str] = CONFUSION_TEXTS,
-                     class_names: Sequence[str] = LABELS) -> Figure:
+                     class_names: Sequence[str] = LABELS, fill: Fill = plain_fill) -> Figure:
     """The 2x2 confusion matrix at the model's threshold, rows true and columns decided, with counts; the classes
     named by `class_names` (in LABELS' order)."""
     confusion = evaluation.metrics()["confusion"]
@@ -40,11 +47,11 @@ def confusion_figure(evaluation: Evaluation, texts: Mapping[str, str] = CONFUSIO
     axes.set_yticks([0, 1], class_names, fontsize=SMALL)
     axes.set_xlabel(texts["decision"], fontsize=SMALL)
     axes.set_ylabel(texts["truth"], fontsize=SMALL)
-    axes.set_title(texts["title"].format(threshold=evaluation.threshold), fontsize=SMALL)
+    axes.set_title(fill(texts["title"], threshold=evaluation.threshold), fontsize=SMALL, wrap=True)
     return figure
 
 
-def roc_figure(evaluation: Evaluation, texts: Mapping[str, str] = ROC_TEXTS) -> Figure:
+def roc_figure(evaluation: Evaluation, texts: Mapping[str, str] = ROC_TEXTS, fill: Fill = plain_fill) -> Figure:
     """The ROC curve with the operating point at the model's threshold (or a note when one class is missing)."""
     figure = Figure(figsize=(4, 3.6), layout="constrained")
     axes = figure.subplots()
@@ -54,12 +61,12 @@ def roc_figure(evaluation: Evaluation, texts: Mapping[str, str] = ROC_TEXTS) -> 
         axes.text(0.5, 0.5, texts["none"], ha="center", va="center", fontsize=SMALL)
     else:
         auc = evaluation.metrics()["auc"]
-        axes.plot(roc["fpr"], roc["tpr"], label=texts["yours"].format(auc=auc))
+        axes.plot(roc["fpr"], roc["tpr"], label=fill(texts["yours"], auc=auc))
         point = roc["operating_point"]
         axes.plot([point["fpr"]], [point["tpr"]], "o", color="crimson",
-                  label=texts["threshold"].format(threshold=evaluation.threshold))
+                  label=fill(texts["threshold"], threshold=evaluation.threshold))
         axes.legend(loc="lower right", fontsize=SMALL)
-    axes.set_title(texts["title"], fontsize=SMALL)
+    axes.set_title(texts["title"], fontsize=SMALL, wrap=True)
     axes.set_xlim(-0.02, 1.02)
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel(texts["x"], fontsize=SMALL)
@@ -76,12 +83,13 @@ def reliability_figure(evaluation: Evaluation, texts: Mapping[str, str] = RELIAB
     bins = evaluation.reliability()
     axes.plot(bins["predicted"], bins["observed"], marker="o", label=texts["yours"])
     for x, y, count in zip(bins["predicted"], bins["observed"], bins["count"], strict=True):
-        axes.annotate(str(count), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        # above its point, so that a count near 0 never sits on the axis's numbers
+        axes.annotate(str(count), (x, y), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
     axes.set_xlim(-0.02, 1.02)
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel(texts["x"], fontsize=SMALL)
     axes.set_ylabel(texts["y"], fontsize=SMALL)
     axes.legend(loc="lower right", fontsize=SMALL)
-    axes.set_title(texts["title"], fontsize=SMALL)
+    axes.set_title(texts["title"], fontsize=SMALL, wrap=True)
     axes.tick_params(labelsize=SMALL)
     return figure

@@ -52,6 +52,12 @@ _DICOM_MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+_COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "HSV"})
+# A picture whose lit pixels are more than MAX_SATURATED_SHARE saturated (HSV saturation over SATURATED) is not an
+# X-ray; judged on a thumbnail of COLOUR_CHECK_SIDE.
+SATURATED = 0.5
+MAX_SATURATED_SHARE = 0.2
+COLOUR_CHECK_SIDE = 128
 _SNIFF_BYTES = 1024
 # Text taken from the upload (file name, DICOM codes) is shown only in these characters.
 _UNSAFE_TEXT = re.compile(r"[^\w .,()\-]")
@@ -87,6 +93,10 @@ class ImageDecodeError(ValueError):
 
 class UnsupportedImageError(ImageDecodeError):
     """Bytes that are not an image in a format this app decodes: a PDF, a HEIC photo, compressed DICOM..."""
+
+
+class NotAnXrayError(ImageDecodeError):
+    """A readable picture that cannot be an X-ray (strong colours): refused as the input gate refuses."""
 
 
 class ImageTooLargeError(ImageDecodeError):
@@ -181,7 +191,23 @@ def _decode_pixels(data: bytes, filename: str | None) -> np.ndarray:
         if factor > 1 and image.format == "JPEG":  # libjpeg decodes at 1/2, 1/4 or 1/8 scale directly
             image.draft(image.mode, (-(-image.size[0] // factor), -(-image.size[1] // factor)))
         image.load()
-        return pil_to_gray_array(ImageOps.exif_transpose(_reduced(image)))
+        image = _reduced(image)
+        _check_not_colourful(image)
+        return pil_to_gray_array(ImageOps.exif_transpose(image))
+
+
+def _check_not_colourful(image: Image.Image) -> None:
+    """NotAnXrayError for a picture in strong colours (shapes, a drawing, a photo of a scene): an X-ray is grey,
+    and a phone photo of one has only a colour cast (saturation under 0.4 even at the suite's strongest)."""
+    if image.mode not in _COLOUR_MODES:
+        return
+    small = image.convert("RGB")
+    small.thumbnail((COLOUR_CHECK_SIDE, COLOUR_CHECK_SIDE))
+    hsv = np.asarray(small.convert("HSV"), dtype=np.float32) / 255
+    lit = hsv[..., 2] > 0.15  # a dark pixel's hue is noise
+    if lit.any() and float((hsv[..., 1][lit] > SATURATED).mean()) > MAX_SATURATED_SHARE:
+        raise NotAnXrayError("This picture is in strong colours, so it is not an X-ray. Please upload a chest "
+                             "X-ray (X-rays are grey).", "colour_picture")
 
 
 def _reduction_factor(width: int, height: int) -> int:

@@ -57,7 +57,13 @@ from cxr_pneumonia.config import (
 )
 from cxr_pneumonia.evaluation import evaluate_archive, on_executor
 from cxr_pneumonia.explain import DEFAULT_METHOD, METHODS
-from cxr_pneumonia.imaging import ImageDecodeError, ImageTooLargeError, UnsupportedImageError, check_file_size
+from cxr_pneumonia.imaging import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    NotAnXrayError,
+    UnsupportedImageError,
+    check_file_size,
+)
 from cxr_pneumonia.labelled_zip import ArchiveError, open_labelled_zip
 from cxr_pneumonia.service import Analysis, PneumoniaService, UnknownVersionError, encode_jpeg
 from cxr_pneumonia.site_profile import ProfileError, ProfileMismatchError, SiteProfile
@@ -183,6 +189,8 @@ def decode_error_status(error: ImageDecodeError) -> int:
         return 413
     if isinstance(error, UnsupportedImageError):
         return 415
+    if isinstance(error, NotAnXrayError):
+        return 422  # as the input gate's refusals
     return 400
 
 

@@ -197,7 +197,7 @@ def test_examples_are_children_and_adults_shown_as_thumbnails(app):
     assert set(galleries(app)) == {"child", "adult"}
     loaded = app.demo.fns[gallery_load(app)].fn(ENGLISH)  # the galleries, then the lab's example picker
     captioned = dict(zip(galleries(app), loaded[:-1], strict=True))
-    assert [label for label, _ in loaded[-1].constructor_args["choices"]][0].startswith(("Child: ", "Adult: "))
+    assert next(label for label, _ in loaded[-1].constructor_args["choices"]).startswith(("Child: ", "Adult: "))
     for population, gallery in galleries(app).items():
         items = [item for item in app.examples if item.example.population == population]
         assert [entry["caption"] for entry in captioned[population].value] == [

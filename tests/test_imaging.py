@@ -611,3 +611,35 @@ def test_mutated_images_decode_or_are_refused(file: tuple[bytes, str]) -> None:
 @given(body=st.binary(max_size=600))
 def test_arbitrary_bytes_after_the_dicom_magic_decode_or_are_refused(body: bytes) -> None:
     assert_decodes_or_refuses(bytes(128) + b"DICM" + body, "a.dcm")
+
+
+def saturated_shapes() -> bytes:
+    """A drawing of shapes in strong colours on white, as PNG."""
+    from PIL import ImageDraw
+
+    picture = Image.new("RGB", (400, 300), (255, 255, 255))
+    draw = ImageDraw.Draw(picture)
+    draw.rectangle([20, 20, 180, 140], fill=(230, 20, 20))
+    draw.ellipse([200, 40, 380, 220], fill=(20, 60, 230))
+    draw.polygon([(40, 280), (160, 160), (260, 290)], fill=(250, 210, 0))
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_picture_in_strong_colours_is_not_an_x_ray():
+    from cxr_pneumonia.imaging import NotAnXrayError
+
+    with pytest.raises(NotAnXrayError, match="not an X-ray") as refused:
+        decode_image(saturated_shapes())
+    assert refused.value.code == "colour_picture"
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3])
+def test_an_x_ray_with_a_colour_cast_is_still_read(data_dir, severity):
+    """A phone photo of a monitor tints the X-ray (the acquisition suite's cast): that is not a colour picture."""
+    gray = np.asarray(Image.open(data_dir / "test" / "NORMAL" / "IM-0001-0001.jpg").convert("L"), np.float32) / 255
+    cast = np.array([1.0, 1 - 0.05 * severity, 1 - 0.12 * severity])
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(0.04 + 0.9 * gray[..., None] * cast, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG")
+    assert decode_image(buffer.getvalue()).shape == gray.shape

@@ -7,11 +7,12 @@ import pytest
 
 from cxr_pneumonia.metrics import (
     binary_report,
+    delong_auc_interval,
     expected_calibration_error,
     roc_auc,
     wilson_interval,
 )
-from training.calibration import fit_platt, sensitivity_first_threshold, youden_threshold
+from training.calibration import fit_platt, sensitivity_first_threshold, worst_source_threshold, youden_threshold
 
 # 4 pneumonia (1) and 4 normal (0) images.
 LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0])
@@ -86,3 +87,49 @@ def test_threshold_and_temperature_weight_every_source_equally():
     assert youden_threshold(probabilities, labels, sources) == pytest.approx(0.675)  # mean J: a 0.5, b 1.0
     weights = source_weights(sources)
     assert weights[:8].sum() == pytest.approx(0.5) and weights[8:].sum() == pytest.approx(0.5)
+
+
+def test_the_delong_interval_covers_the_true_auc_about_95_times_in_100():
+    """Binormal scores whose true AUC is Phi(1 / sqrt(2)) = 0.760: 400 draws of 40 positives and 60 negatives."""
+    from scipy.stats import norm
+
+    truth = norm.cdf(1 / np.sqrt(2))
+    rng = np.random.default_rng(3)
+    covered = 0
+    for _ in range(400):
+        scores = np.r_[rng.normal(1, 1, 40), rng.normal(0, 1, 60)]
+        low, high = delong_auc_interval(np.r_[np.ones(40), np.zeros(60)], scores)
+        covered += low <= truth <= high
+    assert 0.91 <= covered / 400 <= 0.98
+
+
+def test_a_perfect_ranking_on_few_images_gets_no_interval_rather_than_a_point():
+    labels = np.r_[np.ones(20), np.zeros(20)]
+    scores = np.r_[np.linspace(0.6, 0.9, 20), np.linspace(0.1, 0.4, 20)]
+    assert roc_auc(labels, scores) == 1.0
+    assert all(np.isnan(delong_auc_interval(labels, scores)))
+    low, high = delong_auc_interval(labels, np.r_[scores[:19], 0.3, scores[20:]])  # one pneumonia ranked low
+    assert low < roc_auc(labels, np.r_[scores[:19], 0.3, scores[20:]]) < high < 1
+
+
+def test_the_v3_threshold_maximises_the_worst_sources_balanced_accuracy_at_sensitivity_093():
+    """Source a separates well; source b's normals reach 0.6: the threshold keeps both sensitivities at or above
+    0.93 and, among those, the highest worst balanced accuracy, not the smallest source's sensitivity at any cost."""
+    a_pos, a_neg = np.linspace(0.55, 0.95, 30), np.linspace(0.05, 0.45, 30)
+    b_pos, b_neg = np.linspace(0.5, 0.95, 30), np.linspace(0.1, 0.6, 30)
+    probabilities = np.r_[a_pos, a_neg, b_pos, b_neg]
+    labels = np.r_[np.ones(30), np.zeros(30), np.ones(30), np.zeros(30)]
+    sources = ["a"] * 60 + ["b"] * 60
+    threshold = worst_source_threshold(probabilities, labels, sources)
+    called = probabilities >= threshold
+    for source in ("a", "b"):
+        mine = np.array(sources) == source
+        assert called[mine & (labels == 1)].mean() >= 0.93
+    candidates = np.unique(probabilities)
+    def worst(t):
+        c = probabilities >= t
+        return min(((c & (labels == 1) & (np.array(sources) == s)).sum() / 30
+                    + (~c & (labels == 0) & (np.array(sources) == s)).sum() / 30) / 2 for s in ("a", "b"))
+    feasible = [t for t in candidates if all(((probabilities >= t) & (labels == 1) & (np.array(sources) == s)).sum()
+                                             / 30 >= 0.93 for s in ("a", "b"))]
+    assert worst(threshold) == pytest.approx(max(worst(t) for t in feasible))

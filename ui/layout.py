@@ -38,6 +38,13 @@ CSS = """
 .lab-table table { display: block; overflow-x: auto; }
 #disclaimer p, #subtitle p { margin: 0; }
 """
+# Fonts the visitor's machine has, first found wins: Gradio's default fetches a web font, and offline its bold
+# letters fell back one by one to another family (a smaller bold "A" in "PNEUMONIA").
+SYSTEM_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "Noto Sans",
+                "Liberation Sans", "DejaVu Sans", "sans-serif"]
+MONOSPACE_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "DejaVu Sans Mono",
+                   "monospace"]
+THEME = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONOSPACE_FONTS)
 PRIVATE = {"api_visibility": "private"}
 # The window's title follows the browser's language, as gr.I18n does for the page (which cannot reach <title>).
 SET_TITLE = "() => {{ document.title = (navigator.language || '').toLowerCase().startsWith('fr') ? {fr} : {en}; }}"

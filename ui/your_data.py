@@ -56,12 +56,13 @@ from cxr_pneumonia.site_profile import ProfileError, SiteProfile, read_site_prof
 from ui import render
 from ui.controls import ClampedSlider
 from ui.files import cache_jpeg, remove_later
-from ui.messages import TABLES, FixedText, counted, language_of, number, text
+from ui.messages import TABLES, FixedText, LocalFormatter, counted, language_of, number, text
 
 GALLERY_ERRORS = 12  # the most confident errors analysed in full for the gallery
 
 METRICS = ("sensitivity", "specificity", "accuracy", "auc")  # the summary's rows, each named in ui.messages
 STATE_SECONDS = 15 * 60  # an evaluation and its analysed errors stay in memory for the tab, as the page's result
+SMALL_SET = 100  # under this many images, the summary says plainly that its figures are rough
 
 
 def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_seconds: float,
@@ -76,15 +77,18 @@ def build_your_data_tab(service: PneumoniaService, workers: Executor, retention_
             button = gr.Button(fixed("your_data_button"), variant="primary", elem_id="your-data-evaluate")
         summary = gr.Markdown(elem_id="your-data-summary")
         with gr.Row():
-            confusion = gr.Plot(label=fixed("your_data_confusion"), elem_id="your-data-confusion")
-            roc = gr.Plot(label=fixed("your_data_roc"), elem_id="your-data-roc")
-            reliability = gr.Plot(label=fixed("your_data_reliability"), elem_id="your-data-reliability")
+            # No Gradio label: it would sit over the figure's own title.
+            confusion = gr.Plot(label=fixed("your_data_confusion"), show_label=False, elem_id="your-data-confusion")
+            roc = gr.Plot(label=fixed("your_data_roc"), show_label=False, elem_id="your-data-roc")
+            reliability = gr.Plot(label=fixed("your_data_reliability"), show_label=False,
+                                  elem_id="your-data-reliability")
         slider = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label=fixed("your_data_slider"),
                            elem_id="your-data-threshold")
         at_threshold = gr.Markdown(elem_id="your-data-at-threshold")
         download = gr.DownloadButton(fixed("your_data_csv"), value=None, visible=False, elem_id="your-data-csv")
-        errors = gr.Gallery(label=fixed("your_data_errors"), columns=6, height=260, allow_preview=False,
-                            interactive=False, object_fit="contain", elem_id="your-data-errors")
+        errors = gr.Gallery(label=fixed("your_data_errors"), columns=4, height="auto", allow_preview=False,
+                            interactive=False, object_fit="contain", elem_id="your-data-errors",
+                            elem_classes=["example-gallery"])
         with gr.Row():
             error_original = gr.Image(label=fixed("your_data_error_original"), type="filepath", interactive=False)
             error_heatmap = gr.Image(label=fixed("your_data_error_heatmap"), type="filepath", interactive=False)
@@ -145,8 +149,9 @@ def evaluation_handler(service: PneumoniaService, workers: Executor, retention_s
 def figures(result: Evaluation, language: str) -> tuple:
     """The confusion matrix, the ROC curve and the reliability diagram, in the visitor's words."""
     class_names = [render.class_name(label, language) for label in LABELS]
-    return (confusion_figure(result, figure_texts("confusion", CONFUSION_TEXTS, language), class_names),
-            roc_figure(result, figure_texts("roc", ROC_TEXTS, language)),
+    fill = LocalFormatter(language).format
+    return (confusion_figure(result, figure_texts("confusion", CONFUSION_TEXTS, language), class_names, fill),
+            roc_figure(result, figure_texts("roc", ROC_TEXTS, language), fill),
             reliability_figure(result, figure_texts("reliability", RELIABILITY_TEXTS, language)))
 
 
@@ -199,9 +204,14 @@ def summary_markdown(result: Evaluation, version: str, language: str, name: str 
     table = [text("your_data_metric_header", language)]
     for key in METRICS:
         low, high = (metrics["ci95"] or {}).get(key) or (None, None)
-        table.append(text("your_data_metric_row", language, name=text(f"your_data_{key}", language),
-                          value=rounded(metrics[key], language), low=rounded(low, language),
-                          high=rounded(high, language)))
+        name, value = text(f"your_data_{key}", language), rounded(metrics[key], language)
+        if metrics[key] is not None and low is None:  # an AUC its images cannot bound (a perfect ranking, say)
+            table.append(text("your_data_metric_unbounded", language, name=name, value=value))
+        else:
+            table.append(text("your_data_metric_row", language, name=name, value=value, low=rounded(low, language),
+                              high=rounded(high, language)))
+    if 0 < counts["n"] < SMALL_SET:
+        table.append("\n" + text("your_data_small_set", language, n=counts["n"], small=SMALL_SET))
     share = counts["n_refused"] / counts["n"] if counts["n"] else 0.0
     gate = (text(counted("your_data_refused_share", counts["n_refused"], language), language, share=share, **counts)
             if result.input_gate

@@ -115,6 +115,8 @@ MESSAGES: dict[str, str] = {
     "prevalence_out_of_range": "prevalence must lie strictly between 0 and 1, not {value}.",
     "none_available": "none",
     "decode_not_found": "The file was not found: upload it again.",
+    "decode_colour_picture": "This picture is in strong colours, so it is not an X-ray: upload a chest X-ray (X-rays "
+                             "are grey).",
     "decode_unopenable": "The file could not be opened: upload it again.",
     "decode_too_slow": "Reading the image took longer than {seconds:g} seconds, so it was stopped. Please upload a "
                        "smaller JPEG or PNG.",
@@ -230,6 +232,9 @@ MESSAGES: dict[str, str] = {
     "your_data_layout_folders": "labelled by their NORMAL and PNEUMONIA folders",
     "your_data_metric_header": "| | value | 95 % interval |\n|---|---:|---|",
     "your_data_metric_row": "| {name} | {value} | {low} to {high} |",
+    "your_data_metric_unbounded": "| {name} | {value} | too few images to bound it |",
+    "your_data_small_set": "_{n} images say little: under about {small} the figures above are rough, and an AUC of "
+                           "1 or a specificity of 100 % is what a small set often shows by chance._",
     "your_data_sensitivity": "Sensitivity",
     "your_data_specificity": "Specificity",
     "your_data_accuracy": "Accuracy",

@@ -125,6 +125,8 @@ MESSAGES: dict[str, str] = {
                                 "est inaccessible (Hub désactivé ou injoignable).",
     "prevalence_out_of_range": "la prévalence doit être strictement comprise entre 0 et 1, et non {value}.",
     "none_available": "aucune",
+    "decode_colour_picture": "Cette image est en couleurs vives : ce n'est pas une radiographie. Déposez une "
+                             "radiographie thoracique (les radiographies sont en gris).",
     "decode_not_found": "Le fichier est introuvable : déposez-le à nouveau.",
     "decode_unopenable": "Le fichier n'a pas pu être ouvert : déposez-le à nouveau.",
     "decode_too_slow": "La lecture de l'image a pris plus de {seconds:g} secondes et a été arrêtée. Déposez un "
@@ -246,6 +248,10 @@ MESSAGES: dict[str, str] = {
     "your_data_layout_csv": "étiquettes lues dans labels.csv",
     "your_data_layout_folders": "étiquetées par leurs dossiers NORMAL et PNEUMONIA",
     "your_data_metric_header": "| | valeur | intervalle de confiance à 95 % |\n|---|---:|---|",
+    "your_data_metric_unbounded": "| {name} | {value} | trop peu d'images pour l'encadrer |",
+    "your_data_small_set": "_{n} images disent peu de chose : sous {small} environ, les chiffres ci-dessus sont "
+                           "approximatifs, et une AUC de 1 ou une spécificité de 100 % est ce qu'un petit ensemble "
+                           "montre souvent par hasard._",
     "your_data_metric_row": "| {name} | {value} | {low} à {high} |",
     "your_data_sensitivity": "Sensibilité",
     "your_data_specificity": "Spécificité",
