@@ -25,7 +25,7 @@ from cxr_pneumonia.examples import available_examples, boxes_by_digest
 from cxr_pneumonia.hub import HubSettings, configure_hub_timeouts
 from cxr_pneumonia.rest import API_PREFIX, create_rest_api
 from cxr_pneumonia.service import PneumoniaService
-from cxr_pneumonia.site_profile import read_site_profile
+from cxr_pneumonia.site_profile import ProfileError, read_site_profile
 from ui.layout import CSS, THEME, build_demo
 
 CONCURRENCY_LIMIT = int(os.environ.get("CONCURRENCY_LIMIT", "2"))  # requests computed at once; README "Performance"
@@ -38,8 +38,10 @@ settings = HubSettings.from_environment()
 configure_hub_timeouts(settings.timeout)
 examples = available_examples(settings)
 # A hospital's own copy decides at the threshold fitted on its X-rays (docs/maintainers.md, "Your site's threshold").
-site_profile = read_site_profile(os.environ.get("SITE_PROFILE"))
-service = PneumoniaService(settings, boxes_by_digest(examples), site_profile)
+try:
+    service = PneumoniaService(settings, boxes_by_digest(examples), read_site_profile(os.environ.get("SITE_PROFILE")))
+except ProfileError as error:  # unreadable, edited, or fitted for another model: say so, and do not serve
+    raise SystemExit(f"SITE_PROFILE cannot be used: {error}") from None
 # The model runs here for the UI and the REST API alike: one limit for both, taken in arrival order.
 model_workers = ThreadPoolExecutor(CONCURRENCY_LIMIT, thread_name_prefix="model")
 demo = build_demo(service, model_workers, examples, RETENTION_SECONDS)
