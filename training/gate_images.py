@@ -7,6 +7,7 @@ model inputs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,19 +149,24 @@ def dead_leaves(rng: np.random.Generator, side: int) -> np.ndarray:
 # Reading images as model inputs.
 
 Change = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+READERS = 2  # the preprocessing (scipy's filters, PIL's resizing) runs outside the GIL for the most part
 
 
 def read_inputs(paths: list[str], image_size: int, normalization: str | Normalization,
                 changes: dict[str, Change | None], seed: int) -> dict[str, np.ndarray]:
-    """Model inputs of each image under each named change (None: as it is), reading every file once."""
-    rng = np.random.default_rng(seed)
-    inputs: dict[str, list[np.ndarray]] = {name: [] for name in changes}
-    for path in paths:
+    """Model inputs of each image under each named change (None: as it is), reading every file once, in READERS
+    threads; each image's changes draw from its own generator, so the result does not depend on their order."""
+
+    def read(item: tuple[int, str]) -> list[np.ndarray]:
+        index, path = item
+        rng = np.random.default_rng([seed, index])
         gray = read_image_file(path)
-        for name, change in changes.items():
-            pixels = gray if change is None else np.asarray(change(gray, rng), dtype=np.float32)
-            inputs[name].append(to_model_input(pixels, image_size, normalization))
-    return {name: _stack(values, image_size) for name, values in inputs.items()}
+        return [to_model_input(gray if change is None else np.asarray(change(gray, rng), dtype=np.float32),
+                               image_size, normalization) for change in changes.values()]
+
+    with ThreadPoolExecutor(READERS) as pool:
+        rows = list(pool.map(read, enumerate(paths)))
+    return {name: _stack([row[column] for row in rows], image_size) for column, name in enumerate(changes)}
 
 
 def _stack(inputs: list[np.ndarray], image_size: int) -> np.ndarray:
