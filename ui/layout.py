@@ -37,11 +37,14 @@ CSS = """
 .prose table td, .prose table th { word-break: normal; overflow-wrap: normal; hyphens: none; }
 .lab-table table { display: block; overflow-x: auto; }
 #disclaimer p, #subtitle p { margin: 0; }
+/* On a phone the three tabs fit side by side, not two and a "..." menu. */
+@media (max-width: 480px) { button[role="tab"] { padding-left: 8px; padding-right: 8px; } }
+#lab-run { align-self: center; }
 """
 # Fonts the visitor's machine has, first found wins: Gradio's default fetches a web font, and offline its bold
 # letters fell back one by one to another family (a smaller bold "A" in "PNEUMONIA").
-SYSTEM_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "Noto Sans",
-                "Liberation Sans", "DejaVu Sans", "sans-serif"]
+SYSTEM_FONTS = ["-apple-system", "BlinkMacSystemFont", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
+                "Liberation Sans", "Noto Sans", "system-ui", "DejaVu Sans", "sans-serif"]
 MONOSPACE_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "DejaVu Sans Mono",
                    "monospace"]
 THEME = gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONOSPACE_FONTS)
@@ -142,13 +145,14 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                         model_panel = gr.Markdown(fixed.made("model_panel", lambda language: render.model_markdown(
                             info, language)), elem_id="model-panel")
             with gr.Tab(fixed("lab_tab"), id="lab-tab", elem_id="compare-tab") as lab_tab:
-                with gr.Row(equal_height=True, elem_id="lab-input"):
+                with gr.Row(elem_id="lab-input"):
                     lab_example = gr.Dropdown(  # captioned in the visitor's language when the page loads
                         [(item.path.name, index) for index, item in enumerate(examples)], value=None,
                         label=fixed("lab_example"), elem_id="lab-example", scale=3)
                     lab_upload = RawImageUpload(type="filepath", label=fixed("lab_upload"), sources=["upload"],
                                                 height=120, elem_id="lab-upload", scale=2)
-                    lab_button = gr.Button(fixed("lab_run"), variant="primary", elem_id="lab-run", scale=1)
+                    lab_button = gr.Button(fixed("lab_run"), variant="primary", elem_id="lab-run", scale=0,
+                                           min_width=140)
                 lab_summary = gr.Markdown(fixed("analyse_first"), elem_id="compare-summary")
                 maps, randomised, captions = [], [], []
                 with gr.Row(elem_id="compare-maps"):
