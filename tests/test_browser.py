@@ -120,7 +120,7 @@ def test_the_answer_is_for_the_image_on_screen_not_a_file_left_in_the_other_inpu
     expect(desktop.locator("#decision")).to_contain_text(ANSWERED, timeout=UI_MS)
     desktop.get_by_role("tab", name="DICOM or other file").click()
     expect(desktop.locator("#file-input")).not_to_contain_text(KNEE.name)
-    desktop.get_by_role("button", name="Analyze").click()  # Analyze again: still the image on screen
+    desktop.get_by_role("button", name="Analyse").click()  # Analyse again: still the image on screen
     expect(desktop.locator("#decision")).to_contain_text(ANSWERED, timeout=UI_MS)
 
 

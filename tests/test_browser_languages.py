@@ -78,7 +78,7 @@ def test_an_english_browser_gets_the_same_page_in_english(browser: Browser, app:
     expect(page.locator("h1")).to_have_text("Chest X-ray: pneumonia or normal?")
     expect(page.locator("#decision")).to_contain_text("The model sees signs of pneumonia", timeout=UI_MS)
     expect(page.locator("#reference")).to_contain_text("Radiologists' label: PNEUMONIA, RSNA test split")
-    expect(page.get_by_role("button", name="Analyze")).to_be_visible()
+    expect(page.get_by_role("button", name="Analyse")).to_be_visible()
     expect(page.locator("#examples-child")).to_contain_text("NORMAL, typical")
     assert "__i18n__" not in visible_text(page) and "Radiographie" not in visible_text(page)
     page.context.close()

@@ -15,6 +15,8 @@ from ui.messages import en, fr
 
 TABLES: dict[str, dict[str, str]] = {"en": en.MESSAGES, "fr": fr.MESSAGES}
 DEFAULT_LANGUAGE = "en"
+# Gradio's own interface words that the page says in its own way: Gradio's key -> ours.
+GRADIO_WORDS = {"upload_text.click_to_upload": "gradio_click_to_upload"}
 
 
 class LocalFormatter(string.Formatter):
@@ -84,5 +86,8 @@ class FixedText:
         return I18nData(name)
 
     def i18n(self) -> gr.I18n:
-        """The translations of every message used so far."""
-        return gr.I18n(**self.tables)
+        """The translations of every message used so far, and ours of Gradio's own words where its read wrong
+        (its French "télécharger", download, on an upload box)."""
+        return gr.I18n(**{language: {**table, **{gradio_key: TABLES[language][key]
+                                                 for gradio_key, key in GRADIO_WORDS.items()}}
+                          for language, table in self.tables.items()})

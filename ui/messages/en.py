@@ -14,7 +14,7 @@ MESSAGES: dict[str, str] = {
     "file_tab": "DICOM or other file",
     "image_label": "Chest X-ray (JPEG, PNG, ...)",
     "file_label": "DICOM (.dcm), TIFF or any image file",
-    "analyze": "Analyze",
+    "analyze": "Analyse",
     "examples_heading": "**Examples** (click one to analyse it)",
     "gallery_child": "Children (Kermany et al. 2018, Guangzhou), official test split",
     "gallery_adult": "Adults (RSNA Pneumonia Detection Challenge), held-out test split; the pneumonias have the "
@@ -41,6 +41,7 @@ MESSAGES: dict[str, str] = {
     "result_tab": "Result",
     "lab_tab": "Explanation lab",
     "heatmap": "Original and heatmap (drag the slider)",
+    "gradio_click_to_upload": "Click to Upload",
     "probabilities": "Probabilities",
     "details": "Details: scores and threshold",
     "student_note_title": "How to read the heatmap (for students)",

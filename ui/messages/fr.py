@@ -42,7 +42,8 @@ MESSAGES: dict[str, str] = {
                         "celui du modèle._",
     "result_tab": "Résultat",
     "lab_tab": "Explications",
-    "heatmap": "Original et carte de chaleur (faites glisser le curseur)",
+    "heatmap": "Original et carte (faites glisser)",
+    "gradio_click_to_upload": "Cliquez pour choisir un fichier",
     "probabilities": "Probabilités",
     "details": "Détails : scores et seuil",
     "student_note_title": "Comment lire la carte de chaleur (pour les étudiants)",
@@ -356,7 +357,7 @@ elle ne montre pas *ce que* le modèle y a vu. De la chaleur sur des marqueurs �
 hors du corps trahit un raccourci. Les méthodes résument différemment le même réseau ; là où elles divergent,
 aucune n'est la vérité. (Sur un réseau qui se termine par une moyenne globale et une seule couche linéaire,
 comme celui-ci, Grad-CAM++ et Layer-CAM donnent la même carte.) Les cartes de saillance peuvent tromper
-(Adebayo et al. 2018) ; le laboratoire d'explications vous permet de vérifier une carte vous-même : les cadres
+(Adebayo et al. 2018) ; l'onglet Explications vous permet de vérifier une carte vous-même : les cadres
 des radiologues (le pic de la carte tombe-t-il dans l'un d'eux, et quelle part de sa masse s'y trouve ?), le
 test de cohérence (la même carte calculée sur une copie du modèle dont les couches hautes sont réinitialisées :
 si elle change à peine, |rho| de {max_rho} ou plus, elle montre des contours, pas ce que le modèle a appris) et
