@@ -73,7 +73,8 @@ def compare_view(model: PneumoniaModel, explainer: Explainer, gray: np.ndarray) 
 def in_process(model: PneumoniaModel, gray: np.ndarray, repeats: int) -> dict:
     """Predict alone, predict plus each explanation method, and the compare view, in milliseconds."""
     explainer = Explainer(model)
-    results = {"predict": percentiles(timed_ms(lambda: model.predict(gray), repeats))}
+    results = {"preprocess": percentiles(timed_ms(lambda: model.preprocess(gray), repeats)),
+               "predict": percentiles(timed_ms(lambda: model.predict(gray), repeats))}
     for method in METHODS:
         times = timed_ms(functools.partial(gate_predict_and_explain, model, explainer, gray, method), repeats)
         results[f"predict+{method}"] = percentiles(times)
@@ -88,12 +89,12 @@ def compare_row(model: PneumoniaModel, explainer: Explainer, gray: np.ndarray, r
             "meets_target": row["p50"] <= COMPARE_TARGET_MS}
 
 
-def random_weights_model(arch: str, image_size: int, normalization: str) -> PneumoniaModel:
+def random_weights_model(arch: str, like: ModelConfig) -> PneumoniaModel:
     """An untrained architecture wrapped like ours (same input size and preprocessing), explained at its last
     conv layer."""
-    keras_model = build_model(arch, image_size)
-    config = ModelConfig(image_size=image_size, gradcam_layer=last_conv_layer_name(keras_model),
-                         normalization=normalization)
+    keras_model = build_model(arch, like.image_size)
+    config = ModelConfig(image_size=like.image_size, gradcam_layer=last_conv_layer_name(keras_model),
+                         normalization=like.normalization, band_energies=like.band_energies)
     return PneumoniaModel(keras_model, config)
 
 
@@ -173,8 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     gray = read_image_file(args.image)
     ours = in_process(model, gray, args.repeats)
     size = model.config.image_size
-    others = {arch: random_weights_model(arch, size, model.config.normalization)
-              for arch in ("seed_baseline", "DenseNet121")}
+    others = {arch: random_weights_model(arch, model.config) for arch in ("seed_baseline", "DenseNet121")}
     comparison = architecture_rows({"ours": without_gate(model), "ours_with_input_gate": model, **others}, gray,
                                    args.repeats)
     densenet, same_run_ours, gated = (comparison[name]["predict+Grad-CAM"]["p50"]
@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "image_size": size,
         "repeats": args.repeats,
+        "normalization": model.config.normalization,
+        "p50_preprocess_ms": ours["preprocess"]["p50"],
         "p50_predict_ms": ours["predict"]["p50"],
         "p95_predict_ms": ours["predict"]["p95"],
         "p50_predict_gradcam_ms": ours["predict+Grad-CAM"]["p50"],

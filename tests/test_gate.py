@@ -134,7 +134,7 @@ def test_the_rule_is_fitted_on_validation_scores(tiny_model_dir):
     block = model.config.gate
     validation = validation_images(tiny_model_dir)
     changes = {"plain": None, "changed": gate_images.acquisition_change}
-    held = gate_images.read_inputs(validation.paths, model.config.image_size, model.config.normalization,
+    held = gate_images.read_inputs(validation.paths, model.config.image_size, model.config.preprocessing,
                                      changes, block["seed"] + 1)
     both = np.concatenate([held["plain"], held["changed"]])
     scores = model.gate.scores(both)
