@@ -266,15 +266,46 @@ def heatmaps_section(metrics: dict) -> str:
     return ""
 
 
+def invariance_section(metrics: dict) -> str:
+    """How much each change of acquisition still reaches the model input, the previous preprocessing beside this
+    one (training/invariance_check.py), with no model."""
+    check = metrics.get("invariance_check")
+    if not check:
+        return ""
+    names = list(check["tables"])
+    lines = ["## How much of another site's look reaches the network (the invariance check)", "",
+             f"On {check['n_images']} validation images, each change of the robustness suite at severity "
+             f"{check['severity']:g}: the mean absolute difference it makes to the model input (0 to 1), with each "
+             "preprocessing (`python -m training.invariance_check`, no model). Rotation and crop move the anatomy "
+             "itself, which no preprocessing undoes.", "",
+             "| change | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for change in check["tables"][names[0]]:
+        lines.append(f"| {change.replace('_', ' ')} | "
+                     + " | ".join(f"{check['tables'][name][change]:.4f}" for name in names) + " |")
+    return "\n".join(lines)
+
+
 def explanations_section(metrics: dict) -> str:
-    """Explanation quality per method (training/explanations.py): localisation against the RSNA boxes, the
-    randomisation check and the deletion and insertion areas on each test split's sample, with the anchors."""
-    report = metrics.get("explanations")
+    """Explanation quality per method (training/explanations.py) of this version and, when measured, the previous
+    one."""
+    own = explanations_table(metrics.get("explanations"), "this version")
+    previous = metrics.get("previous_version", {})
+    if not own:
+        return ""
+    earlier = explanations_table(previous.get("explanations"), previous.get("version") or "previous")
+    return "\n\n".join(part for part in (own, earlier) if part)
+
+
+def explanations_table(report: dict | None, whose: str) -> str:
+    """Localisation against the RSNA boxes, the randomisation check and the deletion and insertion areas on each
+    test split's sample, with the anchors."""
     if not report:
         return ""
     splits, localization = report["splits"], report["localization"]
     names = " / ".join(SOURCES[name].short_name if name in SOURCES else name for name in splits)
-    lines = ["## How far to trust the heatmaps (explanation quality per method)", "",
+    heading = ("## How far to trust the heatmaps (explanation quality per method)" if whose == "this version"
+               else f"### The same measures of {whose}")
+    lines = [heading, "",
              f"Hit rate and mIoU: the map of the evidence for PNEUMONIA on the {localization['n']} RSNA test "
              "pneumonias against the radiologists' boxes (peak inside a box; IoU of the Otsu-thresholded map). "
              f"The rest on a seeded sample of {report['sample_per_split']} images of each test split ({names}), "
@@ -333,7 +364,7 @@ def render_card(directory: Path, compare: list[Path] | None = None, augmentation
         "training_data": "; ".join(map(source_people, sources)) or "Kermany train split",
         "source_tables": source_tables(metrics),
         "changes": changes_section(metrics),
-        "contrast": contrast_section(metrics),
+        "contrast": "\n\n".join(part for part in (invariance_section(metrics), contrast_section(metrics)) if part),
         "calibration": calibration_section(metrics, source_label),
         "answers": answers_section(config, metrics, source_label),
         "robustness": robustness_section(metrics, source_label),

@@ -22,6 +22,7 @@ from cxr_pneumonia.acquisition import CHANGES, apply_change
 from cxr_pneumonia.imaging import read_image_file
 from cxr_pneumonia.preprocessing import CANONICAL, Normalization, to_model_input
 from training import data
+from training.metrics_file import store_in_metrics
 from training.train import training_normalization
 
 # Changes that move the anatomy in the frame: a pixelwise difference also counts the move, under any preprocessing.
@@ -38,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compare", nargs="+", default=["equalize", CANONICAL], help="normalisations compared")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
+    parser.add_argument("--write-metrics", type=Path, default=None,
+                        help="a model directory whose metrics.json takes the table (invariance_check), for its card")
     return parser.parse_args(argv)
 
 
@@ -74,9 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         row = "".join(f"{tables[name][change]:12.4f}" for name in args.compare)
         ratios = " ".join(f"{100 * (tables[name][change] / tables[first][change] - 1):+.0f} %" for name in others)
         print(f"{change:18s}{row}  {ratios}" + ("  (moves the anatomy)" if change in GEOMETRIC else ""))
+    result = {"n_images": len(grays), "severity": args.severity, "tables": tables}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"n_images": len(grays), "severity": args.severity, "tables": tables}, indent=2))
+        args.out.write_text(json.dumps(result, indent=2))
+    if args.write_metrics:
+        store_in_metrics(args.write_metrics, "invariance_check", result)
 
 
 if __name__ == "__main__":

@@ -263,6 +263,10 @@ def previous_version_metrics(previous: Path, tests: LabelledImages, with_boxes: 
     """An earlier model directory measured on the same test splits (and boxes), with its own preprocessing."""
     model = load_model_dir(previous)
     result = {"version": model.config.extra.get("version"), "test_by_source": evaluate_sources(model, tests)}
+    earlier = json.loads((previous / METRICS_FILENAME).read_text()) if (previous / METRICS_FILENAME).is_file() else {}
+    for key in ("explanations", "robustness_test", "invariance_check"):  # measured on the same test splits
+        if key in earlier:
+            result[key] = earlier[key]
     result["test_by_source"].pop(POOLED, None)
     if with_boxes:
         result["localization"] = localization_report(model, with_boxes[0], test_images(with_boxes[0]), "test",
