@@ -124,3 +124,27 @@ def test_the_same_scores_give_the_same_profile_dates_aside():
 def test_bad_site_names_and_targets_are_refused(site, target):
     with pytest.raises(ProfileError):
         fit_profile(site, MODEL, target, np.linspace(0, 1, 200), np.array([]), 0)
+
+
+def test_the_command_line_fits_the_same_rule_on_a_folder(tmp_path):
+    """python -m training.site_profile on 35 real normal X-rays: the threshold is the k-th lowest probability of
+    those the gate accepts, as the app computes them."""
+    import json
+
+    from cxr_pneumonia.model import load_model_dir
+    from cxr_pneumonia.site_profile import rank_for
+    from tests.labelled_zips import labelled_folder
+    from training import site_profile as cli
+    from training.evaluate import predict_and_gate_paths
+
+    folder = labelled_folder(tmp_path / "site", per_class=35)
+    for pneumonia in (folder / "PNEUMONIA").iterdir():
+        pneumonia.unlink()
+    cli.main(["--model", "model", "--data", str(folder), "--site", "Ward B", "--out", str(tmp_path / "p.json")])
+    profile = SiteProfile.from_json(json.loads((tmp_path / "p.json").read_text()))
+    paths = sorted(str(path) for path in (folder / "NORMAL").iterdir())
+    probabilities, refused = predict_and_gate_paths(load_model_dir("model"), paths)
+    accepted = np.sort(probabilities[~refused])
+    assert profile.n_normal == len(accepted) and profile.n_refused == int(refused.sum())
+    assert profile.threshold == accepted[rank_for(len(accepted), 0.9) - 1]
+    assert profile.site == "Ward B" and profile.n_pneumonia == 0
