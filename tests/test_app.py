@@ -270,7 +270,7 @@ def test_opacity_boxes_and_prevalence_reuse_the_result_and_a_method_change_only_
     calls = ModelCalls(monkeypatch, current.prepared.loaded.explainer)
     reblended = handlers.on_blend(ENGLISH, current, 0.9, True, 30)  # the prevalence control is in percent
     assert (calls.full, calls.maps) == (0, 0)
-    assert magenta_pixels(reblended[1][1]) > 100 and "radiologists' boxes" in reblended[0]
+    assert magenta_pixels(reblended[1].constructor_args["value"][1]) > 100 and "radiologists' boxes" in reblended[0]
     handlers.on_prevalence(ENGLISH, current, 5)
     assert (calls.full, calls.maps) == (0, 0)
     remapped = handlers.on_method(ENGLISH, current, "Layer-CAM", 0.4, False, 50)

@@ -62,6 +62,12 @@ def unknown_version(error: UnknownVersionError) -> UserMistake:
     return UserMistake("unknown version", lambda language: render.unknown_version_message(error, language))
 
 
+def hidden_answer() -> tuple[gr.ImageSlider, gr.Label]:
+    """The heatmap and the probabilities emptied and hidden: after a refusal or a mistake there is no answer, and
+    empty boxes would only look like one still loading."""
+    return gr.ImageSlider(None, visible=False), gr.Label(None, visible=False)
+
+
 def share(percent: float) -> float:
     """The prevalence control's percent (1-99) as a share."""
     return min(max(float(percent), 1.0), 99.0) / 100.0
@@ -146,13 +152,13 @@ class PageHandlers:
         if analysis.refused:
             details = "\n\n".join([render.refusal_sentence(analysis.gate, language),
                                    render.gate_details(analysis.gate, language)])
-            return (render.refusal_sentence(analysis.gate, language), None, None, "", details, reference, panel,
-                    data, current)
+            return (render.refusal_sentence(analysis.gate, language), *hidden_answer(), "", details, reference,
+                    panel, data, current)
         images = (cache_jpeg(analysis.original), cache_jpeg(analysis.overlay))
         remove_later(images, self.retention_seconds)
         prediction = analysis.prediction
-        return (render.decision_markdown(analysis, current.show_boxes, language), images,
-                render.probabilities(prediction, language),
+        return (render.decision_markdown(analysis, current.show_boxes, language), gr.ImageSlider(images, visible=True),
+                gr.Label(render.probabilities(prediction, language), visible=True),
                 render.prevalence_markdown(prediction, prevalence, language),
                 render.details_markdown(prediction, language), reference, panel, data, current)
 
@@ -161,7 +167,7 @@ class PageHandlers:
         error.log()
         message = error.message(language)
         gr.Warning(message, title=text("mistake_title", language))
-        return (f"**{message}**", None, None, "", "", "", gr.skip(), None, None)
+        return (f"**{message}**", *hidden_answer(), "", "", "", gr.skip(), None, None)
 
     def analyse(self, path_of: Callable[[], str], settings: tuple, language: str,
                 example: FoundExample | None = None) -> tuple:
