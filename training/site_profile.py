@@ -101,6 +101,23 @@ def stand_in_table(model: PneumoniaModel, images: LabelledImages, target: float)
     return rows
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The stand-in sites as docs/model.md shows them: sensitivity / specificity, mean (10th percentile)."""
+    def pair(block: dict) -> str:
+        return (f"{block['sensitivity_mean']:.3f} ({block['sensitivity_p10']:.3f}) / "
+                f"{block['specificity_mean']:.3f} ({block['specificity_p10']:.3f})")
+
+    lines = ["| test split | change (severity 2) | refused | shipped threshold: sensitivity / specificity | "
+             + " | ".join(f"profile on {n} normals: sensitivity / specificity, mean (10th percentile)" for n in SIZES)
+             + " |", "|---|---|---:|---|" + "---|" * len(SIZES)]
+    for row in rows:
+        shipped = row["shipped"]
+        lines.append(f"| {row['source']} | {row['change'].replace('_', ' ')} | {row['refused']:.0%} | "
+                     f"{shipped['sensitivity']:.3f} / {shipped['specificity']:.3f} | "
+                     + " | ".join(pair(row[f"n{n}"]) for n in SIZES) + " |")
+    return "\n".join(lines)
+
+
 def format_row(row: dict) -> str:
     fitted = "  ".join(f"n={n}: sens {row[f'n{n}']['sensitivity_mean']:.3f} ({row[f'n{n}']['sensitivity_p10']:.3f}) "
                        f"spec {row[f'n{n}']['specificity_mean']:.3f} ({row[f'n{n}']['specificity_p10']:.3f})"
@@ -133,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(profile, indent=2))
         return
     table = stand_in_table(model, concatenate([test_images(folder) for folder in args.stand_ins]), args.target)
+    print(markdown_table(table))
     if args.json:
         args.json.write_text(json.dumps({"target": args.target, "draws": DRAWS, "severity": STAND_IN_SEVERITY,
                                          "version": model.config.extra.get("version"), "rows": table}, indent=1))
