@@ -366,6 +366,8 @@ def fit_handler(service: PneumoniaService, workers: Executor, retention_seconds:
             raise gr.Error(archive_message(error, language), title=text("site_refused_title", language)) from None
         except ProfileError as error:
             raise gr.Error(profile_message(error, language), title=text("site_refused_title", language)) from None
+        finally:
+            remove_later([zip_path], STATE_SECONDS)  # as after an evaluation
         return offered(profile, retention_seconds, language)
 
     return fit
