@@ -34,12 +34,13 @@ NORMALIZATIONS = {
     "equalize": "global histogram equalisation to [0, 1] (each pixel becomes the share of pixels darker than it), "
                 "so any monotonic change of contrast, gamma or window gives the same input",
     "canonical": "the exposed field cut out of flat borders (dark margins, collimator bands, padding; decided on "
-                 "a median-filtered copy of FIELD_WORKING_SIZE px), equalised at BAND_WORKING_SIZE px, split into "
-                 "difference-of-Gaussian bands (sigma BAND_SIGMAS px) and the residual, each band scaled so that "
-                 "its standard deviation in the central field equals the training images' mean (band_energies; "
-                 "gains clipped to BAND_GAIN_LIMITS), summed (Philipsen et al., IEEE TMI 2015), resized to "
-                 "image_size and equalised again, so that framing, sharpening, blur, noise and contrast of the "
-                 "acquisition are largely removed before the network",
+                 f"a median-filtered copy of {FIELD_WORKING_SIZE} px), equalised at {BAND_WORKING_SIZE} px, split "
+                 f"into difference-of-Gaussian bands (sigma {', '.join(map(str, BAND_SIGMAS))} px) and the "
+                 "residual, each band scaled so that its standard deviation in the central field equals the "
+                 "training images' mean (band_energies; gains clipped to "
+                 f"{BAND_GAIN_LIMITS[0]:g}-{BAND_GAIN_LIMITS[1]:g}, {BAND_PASSES} passes), summed (Philipsen et al., "
+                 "IEEE TMI 2015), resized to image_size and equalised again, so that framing, sharpening, blur, "
+                 "noise and contrast of the acquisition are largely removed before the network",
 }
 DEFAULT_NORMALIZATION = "percentile"
 CANONICAL = "canonical"
@@ -90,9 +91,7 @@ def describe(normalization: str) -> str:
     """The preprocessing in words, for config.json and the model card."""
     words = NORMALIZATIONS[normalization]
     if normalization == CANONICAL:
-        return words.replace("FIELD_WORKING_SIZE", str(FIELD_WORKING_SIZE)).replace(
-            "BAND_WORKING_SIZE", str(BAND_WORKING_SIZE)).replace("BAND_SIGMAS", ", ".join(map(str, BAND_SIGMAS))
-            ).replace("BAND_GAIN_LIMITS", "{:g}-{:g}".format(*BAND_GAIN_LIMITS))
+        return f"grayscale, {words}"
     return f"grayscale, squashed to a square of image_size (bilinear, antialiased), {words}"
 
 
