@@ -91,6 +91,9 @@ def stand_in_table(model: PneumoniaModel, images: LabelledImages, target: float)
                        "n_pneumonia": int(labels.sum()), "refused": float(refused.mean()),
                        "shipped": {"sensitivity": sensitivity, "specificity": specificity}}
                 for n in SIZES:
+                    if int((~labels & ~refused).sum()) < n + 1:  # the gate refused the site's normals
+                        row[f"n{n}"] = None
+                        continue
                     fitted = np.array(draws(labels, probabilities, ~refused, n, target, rng))
                     row[f"n{n}"] = {"sensitivity_mean": float(fitted[:, 0].mean()),
                                     "sensitivity_p10": float(np.percentile(fitted[:, 0], 10)),
@@ -103,7 +106,9 @@ def stand_in_table(model: PneumoniaModel, images: LabelledImages, target: float)
 
 def markdown_table(rows: list[dict]) -> str:
     """The stand-in sites as docs/model.md shows them: sensitivity / specificity, mean (10th percentile)."""
-    def pair(block: dict) -> str:
+    def pair(block: dict | None) -> str:
+        if block is None:
+            return "none fitted: the input gate refused the normals"
         return (f"{block['sensitivity_mean']:.3f} ({block['sensitivity_p10']:.3f}) / "
                 f"{block['specificity_mean']:.3f} ({block['specificity_p10']:.3f})")
 
@@ -119,6 +124,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def format_row(row: dict) -> str:
+    if any(row[f"n{n}"] is None for n in SIZES):
+        return f"{row['source']:>15} {row['change']:>16}  refused {row['refused']:.0%}: no profile fitted"
     fitted = "  ".join(f"n={n}: sens {row[f'n{n}']['sensitivity_mean']:.3f} ({row[f'n{n}']['sensitivity_p10']:.3f}) "
                        f"spec {row[f'n{n}']['specificity_mean']:.3f} ({row[f'n{n}']['specificity_p10']:.3f})"
                        for n in SIZES)
