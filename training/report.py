@@ -176,14 +176,18 @@ def sources_with_boxes(data_dirs: list[Path]) -> list[Path]:
 
 
 def write_report(out: Path, data_dirs: list[Path], previous: Path | None = None, what_changed: str = "",
-                 keep_gate: bool = False) -> dict:
+                 keep_gate: bool = False, keep_calibration: bool = False) -> dict:
     """Calibrate on validation, fit the input gate (or keep the one already fitted), evaluate on val/test per
     source, write config, metrics, plots and card; `previous` is an earlier model directory measured on the same
     test splits beside it."""
     fitted_gate = json.loads((out / CONFIG_FILENAME).read_text()).get("gate") if keep_gate else None
     if keep_gate and not fitted_gate:
         raise ValueError(f"--keep-gate: {out} has no fitted gate; run python -m training.gate --model {out} first")
-    run, validation = calibrate_run(out, data_dirs)
+    if keep_calibration:  # calibrated by --validation-only, on the same validation images and rules
+        run = json.loads((out / RUN_FILENAME).read_text())
+        validation = trained_sources_validation(out, run)
+    else:
+        run, validation = calibrate_run(out, data_dirs)
     if fitted_gate:
         config = json.loads((out / CONFIG_FILENAME).read_text()) | {"gate": fitted_gate}
         (out / CONFIG_FILENAME).write_text(json.dumps(config, indent=2))
@@ -301,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--what-changed", default="", help="what changed from --previous and why, for the card")
     parser.add_argument("--keep-gate", action="store_true",
                         help="keep the input gate already fitted by python -m training.gate (same weights)")
+    parser.add_argument("--keep-calibration", action="store_true",
+                        help="keep the calibration, threshold and band that --validation-only fitted (same rules)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--measure-only", action="store_true",
                       help="only measure validation and test again (after refitting the gate) and rewrite the card")
@@ -312,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.validation_only:
         validation_only_report(args.model, args.data)
     else:
-        write_report(args.model, args.data, args.previous, args.what_changed, args.keep_gate)
+        write_report(args.model, args.data, args.previous, args.what_changed, args.keep_gate, args.keep_calibration)
 
 
 if __name__ == "__main__":
