@@ -202,9 +202,9 @@ def build_demo(service: PneumoniaService, workers: Executor, examples: list[Foun
                             result, **PRIVATE)
         for control in (opacity_input.release, boxes_input.input):
             control(handlers.on_blend, [current, opacity_input, boxes_input, prevalence_input], result, **PRIVATE)
-        prevalence_input.input(handlers.on_prevalence, [current, prevalence_input],
-                               [prevalence_output, json_output], show_progress="hidden", trigger_mode="always_last",
-                               **PRIVATE)
+        prevalence_input.change(handlers.on_prevalence, [current, prevalence_input],
+                                [prevalence_output, json_output], show_progress="hidden", trigger_mode="always_last",
+                                **PRIVATE)
         then_lab(version_input.input(handlers.on_version, [current, version_input, method_input, opacity_input,
                                                            boxes_input, prevalence_input, site_state],
                                      [*result, prevalence_input], **PRIVATE))
