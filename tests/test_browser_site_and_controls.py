@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from cxr_pneumonia.explain import METHODS
-from tests.browser_app import CHROMIUM, DESKTOP, PHONE, headless_chromium, running_app
+from tests import test_browser_languages
+from tests.browser_app import DESKTOP, PHONE
 from tests.labelled_zips import labelled_folder, zip_folder
 from tests.test_browser import ANSWER_MS, LAB_MS, UI_MS
 from tests.test_imaging import saturated_shapes
@@ -33,18 +33,7 @@ WORDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM}")
-    with running_app(tmp_path_factory.mktemp("app")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser(app) -> Iterator[Browser]:
-    with headless_chromium() as chromium:
-        yield chromium
+app, browser = test_browser_languages.app, test_browser_languages.browser  # the app and Chromium fixtures
 
 
 def open_page(browser: Browser, url: str, locale: str, viewport: dict, accept_downloads: bool = False) -> Page:

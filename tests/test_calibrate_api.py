@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from cxr_pneumonia.config import LABELS
 from cxr_pneumonia.site_profile import SiteProfile, without_date
+from tests import test_evaluate_api
 from tests.labelled_zips import labelled_folder, zip_folder
 from tests.test_api import served
 from tests.test_app import app_with_unreachable_hub
@@ -22,16 +22,7 @@ from tests.test_labelled_zip import NORMAL_BYTES, PNEUMONIA_BYTES
 ZIP = {"Content-Type": "application/zip"}
 
 
-@pytest.fixture(scope="module")
-def app():
-    with app_with_unreachable_hub() as module:
-        yield module
-
-
-@pytest.fixture(scope="module")
-def url(app) -> Iterator[str]:
-    with served(lambda port: app.create_server("127.0.0.1", port)) as address:
-        yield address
+app, url = test_evaluate_api.app, test_evaluate_api.url  # the app imported with an unreachable Hub, served
 
 
 def normals_zip(root: Path, normals: int, pneumonias: int = 0) -> bytes:
