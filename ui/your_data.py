@@ -204,12 +204,12 @@ def summary_markdown(result: Evaluation, version: str, language: str, name: str 
     table = [text("your_data_metric_header", language)]
     for key in METRICS:
         low, high = (metrics["ci95"] or {}).get(key) or (None, None)
-        name, value = text(f"your_data_{key}", language), rounded(metrics[key], language)
+        metric, value = text(f"your_data_{key}", language), rounded(metrics[key], language)
         if metrics[key] is not None and low is None:  # an AUC its images cannot bound (a perfect ranking, say)
-            table.append(text("your_data_metric_unbounded", language, name=name, value=value))
+            table.append(text("your_data_metric_unbounded", language, name=metric, value=value))
         else:
-            table.append(text("your_data_metric_row", language, name=name, value=value, low=rounded(low, language),
-                              high=rounded(high, language)))
+            table.append(text("your_data_metric_row", language, name=metric, value=value,
+                              low=rounded(low, language), high=rounded(high, language)))
     if 0 < counts["n"] < SMALL_SET:
         table.append("\n" + text("your_data_small_set", language, n=counts["n"], small=SMALL_SET))
     share = counts["n_refused"] / counts["n"] if counts["n"] else 0.0
