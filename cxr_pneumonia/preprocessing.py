@@ -211,7 +211,12 @@ def central_field(image: np.ndarray) -> np.ndarray:
 
 def band_energies(image: np.ndarray) -> np.ndarray:
     """Each band's standard deviation in the central field, for an image equalised at BAND_WORKING_SIZE."""
-    return np.array([central_field(band).std() for band in band_split(image)])
+    return energies_of(band_split(image))
+
+
+def energies_of(bands: list[np.ndarray]) -> np.ndarray:
+    """The standard deviation of each band in the central field."""
+    return np.array([central_field(band).std() for band in bands])
 
 
 def normalize_bands(image: np.ndarray, reference: tuple[float, ...]) -> np.ndarray:
@@ -223,8 +228,7 @@ def normalize_bands(image: np.ndarray, reference: tuple[float, ...]) -> np.ndarr
     normalized = image.astype(np.float32)
     for _ in range(BAND_PASSES):
         bands = band_split(normalized)
-        energies = np.array([central_field(band).std() for band in bands])
-        gains = np.clip(np.asarray(reference) / np.maximum(energies, 1e-9), *BAND_GAIN_LIMITS)
+        gains = np.clip(np.asarray(reference) / np.maximum(energies_of(bands), 1e-9), *BAND_GAIN_LIMITS)
         normalized = sum(gain * band for gain, band in zip(gains, bands, strict=True)).astype(np.float32)
     return normalized
 

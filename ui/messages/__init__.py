@@ -19,6 +19,9 @@ DEFAULT_LANGUAGE = "en"
 GRADIO_WORDS = {"upload_text.click_to_upload": "gradio_click_to_upload"}
 
 
+NARROW_SPACE = "\u202f"  # French puts it between thousands and before "%"
+
+
 class LocalFormatter(string.Formatter):
     """str.format with numbers written the language's way: in French a decimal comma, a narrow no-break space
     between thousands and before the percent sign (0,47; 1 234; 89 %)."""
@@ -34,8 +37,6 @@ class LocalFormatter(string.Formatter):
         formatted = formatted.replace(",", NARROW_SPACE).replace(".", ",")
         return formatted[:-1] + NARROW_SPACE + "%" if formatted.endswith("%") else formatted
 
-
-NARROW_SPACE = "\u202f"
 
 
 def text(key: str, language: str, **values: object) -> str:
