@@ -343,7 +343,7 @@ def build_site_section(fixed: FixedText) -> SiteSection:
         with gr.Row():
             download = gr.DownloadButton(fixed("site_download"), visible=False, elem_id="site-download")
             use = gr.Button(fixed("site_use"), variant="primary", visible=False, elem_id="site-use")
-        upload = gr.File(label=fixed("site_upload"), file_types=[".json"], type="filepath", height=90,
+        upload = gr.File(label=fixed("site_upload"), file_types=[".json"], type="filepath", height=140,
                          elem_id="site-upload")
     return SiteSection(name, target, fit, summary, download, use, upload, gr.State(None, time_to_live=STATE_SECONDS))
 
